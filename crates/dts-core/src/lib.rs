@@ -1,0 +1,20 @@
+//! The dts task model. No I/O lives here: every other crate builds on it.
+//!
+//! # Layout
+//! - [`spec`]: the task a user submits (the seed's JSON body), strict parsing
+//!   and validation with field-level error messages.
+//! - [`filter`]: the row-filter language (`filters[].filter`): parser with
+//!   positioned errors and a three-valued evaluator.
+//! - [`matcher`]: table matching (`filters[].match`: exact or `/regex/`).
+//! - [`task`]: task states as the list endpoint shows them.
+//! - [`code`]: the numeric error codes of the API envelope.
+
+pub mod code;
+pub mod filter;
+pub mod matcher;
+pub mod spec;
+pub mod task;
+
+pub use code::ErrorCode;
+pub use spec::{SpecError, TaskSpec};
+pub use task::{DesiredState, TaskState};

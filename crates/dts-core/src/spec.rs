@@ -1,0 +1,467 @@
+//! The task a user submits: the body of `POST /v1/dispatch/submit` and
+//! `PUT /v1/dispatch/alter/:id`, exactly as the seed interface documents it.
+//!
+//! Parsing is strict (`deny_unknown_fields`): a misspelt option is an error,
+//! never silently ignored. Semantic checks live in [`TaskSpec::validate`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::code::ErrorCode;
+use crate::filter::RowFilter;
+use crate::matcher::TableMatcher;
+
+/// Upper bound of `rate_limit.rate` (rows per second): far above what one
+/// task can produce, low enough to catch a typo such as an extra zero run.
+pub const MAX_RATE: i64 = 10_000_000;
+/// Upper bound of `rate_limit.capacity` (burst size in rows).
+pub const MAX_CAPACITY: i64 = 100_000_000;
+
+/// The request body: the seed sends only `task` ("只传task").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub task: TaskSpec,
+}
+
+/// Everything a replication task needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// The MySQL/MariaDB server whose binlog is read.
+    pub source: SourceSpec,
+    /// Where and how messages are written.
+    pub kafka: KafkaSpec,
+    /// Which databases, tables and rows are replicated. The seed's parameter
+    /// table calls it `filter`, its example `filters`: both are accepted.
+    #[serde(alias = "filter")]
+    pub filters: Vec<FilterRule>,
+    /// Token bucket on rows per second; absent means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// `true`: stream changes from the current position. `false`: copy the
+    /// existing rows first, then stream. Kafka tasks normally use `true`.
+    #[serde(default = "default_incr")]
+    pub incr: bool,
+}
+
+const fn default_incr() -> bool {
+    true
+}
+
+/// The source database connection.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// Never serialized: the store keeps it encrypted in its own column and
+    /// no endpoint returns it. Absent on alter means "keep the current one".
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+}
+
+impl fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceSpec")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SourceSpec {
+    /// `host:port`, the list endpoint's `source_addr`.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Same server and user: the parts of `source` that alter may not change.
+    pub fn same_server_and_user(&self, other: &SourceSpec) -> bool {
+        self.host.eq_ignore_ascii_case(&other.host) && self.port == other.port && self.username == other.username
+    }
+}
+
+/// A secret string. Its `Debug` never shows the value and it has no
+/// `Serialize`, so it cannot leak through logs or responses by accident.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The plain value, for the one place that needs it (encrypting, connecting).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The Kafka side of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSpec {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub addr: String,
+    /// The fixed topic, used when `topic_mode` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// `true`: columns at the top level with `__` metadata fields.
+    #[serde(default)]
+    pub flat_format: bool,
+    /// 1: a topic per table (`{db}_{table}`), 0: a topic per database (`{db}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_mode: Option<TopicMode>,
+    /// How messages are spread over partitions; `table` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_mode: Option<PartitionMode>,
+    /// The columns hashed by `partition_mode: column`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_columns: Vec<String>,
+    /// What `column` mode falls back to when a table lacks a partition column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_partition_by_fallback: Option<PartitionFallback>,
+    /// Columns dropped from every message: `column` or `db.table.column`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_columns: Vec<String>,
+}
+
+/// `topic_mode`: the seed encodes it as an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub enum TopicMode {
+    /// 0: one topic per database, named `{db}`.
+    PerDatabase,
+    /// 1: one topic per table, named `{db}_{table}`.
+    PerTable,
+}
+
+impl TryFrom<i64> for TopicMode {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, Self::Error> {
+        match v {
+            0 => Ok(Self::PerDatabase),
+            1 => Ok(Self::PerTable),
+            other => Err(format!(
+                "topic_mode must be 0 (a topic per database) or 1 (a topic per table, `db_table`), got {other}"
+            )),
+        }
+    }
+}
+
+impl From<TopicMode> for i64 {
+    fn from(m: TopicMode) -> i64 {
+        match m {
+            TopicMode::PerDatabase => 0,
+            TopicMode::PerTable => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionMode {
+    /// Hash of `db.table`: a table's changes stay in order on one partition.
+    Table,
+    /// Hash of `partition_columns`' values.
+    Column,
+    /// Hash of the primary key's values: a row's changes stay in order.
+    PrimaryKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionFallback {
+    Table,
+    PrimaryKey,
+}
+
+/// One entry of `filters`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterRule {
+    /// Exact database name (no regex, as the seed says).
+    pub dbname: String,
+    /// Exact table name, or `/regex/` matched against the whole table name.
+    #[serde(rename = "match")]
+    pub table: String,
+    /// Row-filter expression; empty or absent means every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+impl FilterRule {
+    /// The row filter, or `None` when the entry has none.
+    pub fn row_filter(&self) -> Result<Option<RowFilter>, crate::filter::FilterError> {
+        match self.filter.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(text) => RowFilter::parse(text).map(Some),
+        }
+    }
+}
+
+/// `rate_limit`: a token bucket of `capacity` rows refilled at `rate` rows/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rate: i64,
+    /// Burst size; defaults to `rate`, as the seed recommends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<i64>,
+}
+
+impl RateLimit {
+    pub fn capacity(&self) -> i64 {
+        self.capacity.unwrap_or(self.rate)
+    }
+}
+
+/// Why a spec was refused: the error code, the field at fault and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub code: ErrorCode,
+    /// Dotted path of the field, e.g. `task.filters[1].match`.
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code, field: field.into(), message: message.into() }
+    }
+}
+
+/// Parses a submit/alter body. Syntax errors and shape errors (unknown,
+/// missing or mistyped fields) get distinct codes and name the field.
+pub fn parse_submit_body(body: &[u8]) -> Result<TaskSpec, SpecError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let parsed: Result<SubmitRequest, _> = serde_path_to_error::deserialize(de);
+    match parsed {
+        Ok(req) => Ok(req.task),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let code = match inner.classify() {
+                serde_json::error::Category::Data => ErrorCode::InvalidField,
+                _ => ErrorCode::MalformedJson,
+            };
+            let field = if path == "." { "body".to_owned() } else { path };
+            let message = if code == ErrorCode::MalformedJson {
+                format!("the body is not valid JSON: {inner}")
+            } else {
+                inner.to_string()
+            };
+            Err(SpecError::new(code, field, message))
+        }
+    }
+}
+
+impl TaskSpec {
+    /// Every semantic check; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.validate_source()?;
+        self.validate_kafka()?;
+        self.validate_filters()?;
+        self.validate_rate_limit()
+    }
+
+    fn validate_source(&self) -> Result<(), SpecError> {
+        let s = &self.source;
+        let bad = |field: &str, msg: &str| Err(SpecError::new(ErrorCode::InvalidSource, field, msg));
+        if s.host.trim().is_empty() || s.host.chars().any(char::is_whitespace) {
+            return bad("task.source.host", "must be a host name or IP address without spaces");
+        }
+        if s.port == 0 {
+            return bad("task.source.port", "must be between 1 and 65535");
+        }
+        if s.username.is_empty() {
+            return bad("task.source.username", "must name the replication user");
+        }
+        Ok(())
+    }
+
+    fn validate_kafka(&self) -> Result<(), SpecError> {
+        let k = &self.kafka;
+        let bad = |code: ErrorCode, field: &str, msg: String| Err(SpecError::new(code, field, msg));
+        let brokers: Vec<&str> = k.addr.split(',').map(str::trim).collect();
+        if k.addr.trim().is_empty() || brokers.iter().any(|b| !is_host_port(b)) {
+            return bad(
+                ErrorCode::InvalidKafka,
+                "task.kafka.addr",
+                format!("must be host:port[,host:port...], got {:?}", k.addr),
+            );
+        }
+        match (&k.topic_mode, &k.topic) {
+            (None, None) => {
+                return bad(
+                    ErrorCode::InvalidKafka,
+                    "task.kafka.topic",
+                    "is required unless topic_mode is set (0: a topic per database, 1: a topic per table)".into(),
+                )
+            }
+            (_, Some(topic)) => {
+                if let Err(why) = check_topic_name(topic) {
+                    return bad(ErrorCode::InvalidKafka, "task.kafka.topic", why);
+                }
+            }
+            (Some(_), None) => {}
+        }
+        let mode = k.partition_mode.unwrap_or(PartitionMode::Table);
+        if mode == PartitionMode::Column {
+            if k.partition_columns.is_empty() {
+                return bad(
+                    ErrorCode::InvalidPartition,
+                    "task.kafka.partition_columns",
+                    "partition_mode=column needs at least one column in partition_columns".into(),
+                );
+            }
+            if let Some(i) = k.partition_columns.iter().position(|c| c.trim().is_empty()) {
+                return bad(
+                    ErrorCode::InvalidPartition,
+                    &format!("task.kafka.partition_columns[{i}]"),
+                    "must be a column name".into(),
+                );
+            }
+        } else {
+            if !k.partition_columns.is_empty() {
+                return bad(
+                    ErrorCode::InvalidPartition,
+                    "task.kafka.partition_columns",
+                    "is only used with partition_mode=column; remove it or set partition_mode to column".into(),
+                );
+            }
+            if k.producer_partition_by_fallback.is_some() {
+                return bad(
+                    ErrorCode::InvalidPartition,
+                    "task.kafka.producer_partition_by_fallback",
+                    "is only used with partition_mode=column".into(),
+                );
+            }
+        }
+        for (i, col) in k.exclude_columns.iter().enumerate() {
+            let parts: Vec<&str> = col.split('.').collect();
+            if !(parts.len() == 1 || parts.len() == 3) || parts.iter().any(|p| p.trim().is_empty()) {
+                return bad(
+                    ErrorCode::InvalidExcludeColumns,
+                    &format!("task.kafka.exclude_columns[{i}]"),
+                    format!("must be `column` or `db.table.column`, got {col:?}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_filters(&self) -> Result<(), SpecError> {
+        if self.filters.is_empty() {
+            return Err(SpecError::new(
+                ErrorCode::InvalidFilters,
+                "task.filters",
+                "must list at least one {\"dbname\", \"match\"} entry (use \"match\": \"/.*/\" for every table)",
+            ));
+        }
+        for (i, rule) in self.filters.iter().enumerate() {
+            if rule.dbname.trim().is_empty() {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidFilters,
+                    format!("task.filters[{i}].dbname"),
+                    "must name a database",
+                ));
+            }
+            TableMatcher::parse(&rule.table)
+                .map_err(|(code, msg)| SpecError::new(code, format!("task.filters[{i}].match"), msg))?;
+            rule.row_filter().map_err(|e| {
+                SpecError::new(ErrorCode::InvalidRowFilter, format!("task.filters[{i}].filter"), e.to_string())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn validate_rate_limit(&self) -> Result<(), SpecError> {
+        let Some(rl) = self.rate_limit else { return Ok(()) };
+        if !(1..=MAX_RATE).contains(&rl.rate) {
+            return Err(SpecError::new(
+                ErrorCode::InvalidRateLimit,
+                "task.rate_limit.rate",
+                format!("must be between 1 and {MAX_RATE} rows per second, got {}", rl.rate),
+            ));
+        }
+        if let Some(cap) = rl.capacity {
+            if !(1..=MAX_CAPACITY).contains(&cap) {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidRateLimit,
+                    "task.rate_limit.capacity",
+                    format!("must be between 1 and {MAX_CAPACITY} rows, got {cap}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The list endpoint's `dest_addr`.
+    pub fn dest_addr(&self) -> String {
+        self.kafka.addr.split(',').map(str::trim).collect::<Vec<_>>().join(",")
+    }
+
+    /// Checks that an alter keeps what cannot change: the source server and
+    /// user (a different server is a different binlog) and `incr`.
+    pub fn check_alter(&self, current: &TaskSpec) -> Result<(), SpecError> {
+        if !self.source.same_server_and_user(&current.source) {
+            return Err(SpecError::new(
+                ErrorCode::ImmutableField,
+                "task.source",
+                format!(
+                    "cannot be changed by alter (the task reads {} as {:?}); submit a new task for another source. Only source.password may change",
+                    current.source.addr(),
+                    current.source.username
+                ),
+            ));
+        }
+        if self.incr != current.incr {
+            return Err(SpecError::new(
+                ErrorCode::ImmutableField,
+                "task.incr",
+                format!("cannot be changed by alter (it is {}); submit a new task instead", current.incr),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    !host.is_empty() && !host.chars().any(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// Kafka's own topic-name rules: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > 249 {
+        return Err(format!("a topic name has 1 to 249 characters, got {}", topic.len()));
+    }
+    if topic == "." || topic == ".." {
+        return Err("a topic cannot be named \".\" or \"..\"".into());
+    }
+    if let Some(c) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("a topic name holds only letters, digits, '.', '_' and '-', found {c:?} in {topic:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

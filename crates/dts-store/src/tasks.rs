@@ -1,0 +1,323 @@
+//! Task rows.
+
+use dts_core::spec::{Secret, TaskSpec};
+use dts_core::{DesiredState, TaskState};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, Store, StoreError};
+
+/// Associated data bound to sealed source passwords.
+const PASSWORD_PURPOSE: &str = "dts/source_password";
+
+const TASK_COLUMNS: &str = "id, source_addr, dest_addr, spec, source_password, desired_state, state, message, pos, \
+     checkpoint, transaction_time, version, epoch, worker_id, service_addr, lease_expires_at, created_at, updated_at";
+
+/// A whole task row, as the control plane and workers see it.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub id: i64,
+    pub source_addr: String,
+    pub dest_addr: String,
+    /// The spec without its password (see [`Store::source_password`]).
+    pub spec: TaskSpec,
+    sealed_password: String,
+    pub desired_state: DesiredState,
+    pub state: TaskState,
+    pub message: String,
+    pub pos: String,
+    pub checkpoint: Option<String>,
+    pub transaction_time: Option<i64>,
+    pub version: i64,
+    pub epoch: i64,
+    pub worker_id: Option<String>,
+    pub service_addr: String,
+    pub lease_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The list endpoint's view of a task: the seed's fields, nothing more, so
+/// paging through thousands of tasks reads no spec JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSummary {
+    pub id: i64,
+    pub source_addr: String,
+    pub dest_addr: String,
+    pub pos: String,
+    pub transaction_time: Option<i64>,
+    pub state: String,
+    pub updated_at: i64,
+    pub message: String,
+    pub service_addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskSummary>,
+    /// All tasks in the store, for the dashboard's pager.
+    pub total: i64,
+}
+
+/// Where a new task goes: the node that will run it.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub worker_id: String,
+    pub service_addr: String,
+}
+
+/// What a worker reports about a task it runs.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub state: TaskState,
+    pub message: String,
+    pub pos: String,
+    pub checkpoint: Option<String>,
+    pub transaction_time: Option<i64>,
+}
+
+/// The result of an alter.
+#[derive(Debug)]
+pub enum AlterOutcome {
+    Altered(Box<TaskRecord>),
+    NotFound,
+    /// Someone changed the task since `expected_version` was read.
+    VersionConflict { current: i64 },
+}
+
+impl Store {
+    /// Inserts a new task (state `Pending`, desired `running`) and returns it.
+    /// The source password is sealed before it reaches the store.
+    pub async fn create_task(
+        &self,
+        spec: &TaskSpec,
+        assignment: Option<&Assignment>,
+    ) -> Result<TaskRecord, StoreError> {
+        let password = spec.source.password.as_ref().map_or("", Secret::expose);
+        let sealed = self.cipher.seal(PASSWORD_PURPOSE, password)?;
+        let spec_json = spec_to_json(spec)?;
+        let now = now_ms();
+        let (worker_id, service_addr, epoch) = match assignment {
+            Some(a) => (Some(a.worker_id.clone()), a.service_addr.clone(), 1_i64),
+            None => (None, String::new(), 0),
+        };
+        let insert = "INSERT INTO dts_tasks (source_addr, dest_addr, spec, source_password, incr, desired_state, \
+             state, message, pos, version, epoch, worker_id, service_addr, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, '', '', 1, ?, ?, ?, ?, ?)";
+        let returning;
+        let sql = if self.backend == crate::Backend::MySql {
+            insert
+        } else {
+            returning = format!("{insert} RETURNING id");
+            returning.as_str()
+        };
+        let sql = self.backend.sql(sql);
+        let query = sqlx::query(&sql)
+            .bind(spec.source.addr())
+            .bind(spec.dest_addr())
+            .bind(spec_json)
+            .bind(sealed)
+            .bind(i64::from(spec.incr))
+            .bind(DesiredState::Running.as_str())
+            .bind(TaskState::Pending.as_str())
+            .bind(epoch)
+            .bind(worker_id)
+            .bind(service_addr)
+            .bind(now)
+            .bind(now);
+        let id = if self.backend == crate::Backend::MySql {
+            let done = query.execute(&self.pool).await?;
+            done.last_insert_id().ok_or_else(|| StoreError::Query("the server returned no insert id".into()))?
+        } else {
+            query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)?
+        };
+        self.get_task(id).await?.ok_or_else(|| StoreError::Query(format!("task {id} vanished after insert")))
+    }
+
+    pub async fn get_task(&self, id: i64) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM dts_tasks WHERE id = ?");
+        let row = sqlx::query(&self.backend.sql(&sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| record_from_row(&r)).transpose()
+    }
+
+    /// One page of tasks, newest first, and the total count.
+    pub async fn list_tasks(&self, limit: i64, offset: i64) -> Result<TaskPage, StoreError> {
+        let sql = self.backend.sql(
+            "SELECT id, source_addr, dest_addr, pos, transaction_time, state, updated_at, message, service_addr \
+             FROM dts_tasks ORDER BY id DESC LIMIT ? OFFSET ?",
+        );
+        let rows = sqlx::query(&sql).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let tasks = rows
+            .iter()
+            .map(|r| {
+                Ok(TaskSummary {
+                    id: r.try_get("id")?,
+                    source_addr: r.try_get("source_addr")?,
+                    dest_addr: r.try_get("dest_addr")?,
+                    pos: r.try_get("pos")?,
+                    transaction_time: r.try_get("transaction_time")?,
+                    state: r.try_get("state")?,
+                    updated_at: r.try_get("updated_at")?,
+                    message: r.try_get("message")?,
+                    service_addr: r.try_get("service_addr")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dts_tasks").fetch_one(&self.pool).await?;
+        Ok(TaskPage { tasks, total })
+    }
+
+    /// Replaces the spec if the task is still at `expected_version`, bumping
+    /// the version so the worker running it reloads. A spec without a
+    /// password keeps the stored one.
+    pub async fn alter_task(
+        &self,
+        id: i64,
+        expected_version: i64,
+        spec: &TaskSpec,
+    ) -> Result<AlterOutcome, StoreError> {
+        let spec_json = spec_to_json(spec)?;
+        let now = now_ms();
+        let done = match &spec.source.password {
+            Some(password) => {
+                let sealed = self.cipher.seal(PASSWORD_PURPOSE, password.expose())?;
+                let sql = self.backend.sql(
+                    "UPDATE dts_tasks SET spec = ?, dest_addr = ?, source_password = ?, version = version + 1, \
+                     updated_at = ? WHERE id = ? AND version = ?",
+                );
+                sqlx::query(&sql)
+                    .bind(spec_json)
+                    .bind(spec.dest_addr())
+                    .bind(sealed)
+                    .bind(now)
+                    .bind(id)
+                    .bind(expected_version)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = self.backend.sql(
+                    "UPDATE dts_tasks SET spec = ?, dest_addr = ?, version = version + 1, updated_at = ? \
+                     WHERE id = ? AND version = ?",
+                );
+                sqlx::query(&sql)
+                    .bind(spec_json)
+                    .bind(spec.dest_addr())
+                    .bind(now)
+                    .bind(id)
+                    .bind(expected_version)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        let current = self.get_task(id).await?;
+        Ok(match current {
+            None => AlterOutcome::NotFound,
+            Some(task) if done.rows_affected() == 1 => AlterOutcome::Altered(Box::new(task)),
+            Some(task) => AlterOutcome::VersionConflict { current: task.version },
+        })
+    }
+
+    /// Records what the operator wants and moves `state` to match at once
+    /// where no worker has to act (e.g. a stop of a task not yet running).
+    /// Returns the updated task, or `None` when it does not exist.
+    pub async fn set_desired_state(
+        &self,
+        id: i64,
+        desired: DesiredState,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = match desired {
+            // A running task must flush and checkpoint before it is Stopped:
+            // its worker finishes the move from Stopping.
+            DesiredState::Stopped => {
+                "UPDATE dts_tasks SET desired_state = ?, version = version + 1, updated_at = ?, state = CASE \
+                 WHEN state IN ('Running', 'Snapshotting') THEN 'Stopping' \
+                 WHEN state IN ('Pending', 'Failed') THEN 'Stopped' ELSE state END \
+                 WHERE id = ? AND desired_state <> 'stopped'"
+            }
+            DesiredState::Running => {
+                "UPDATE dts_tasks SET desired_state = ?, version = version + 1, updated_at = ?, \
+                 message = CASE WHEN state IN ('Stopped', 'Failed', 'Stopping') THEN '' ELSE message END, \
+                 state = CASE WHEN state IN ('Stopped', 'Failed', 'Stopping') THEN 'Pending' ELSE state END \
+                 WHERE id = ? AND (desired_state <> 'running' OR state = 'Failed')"
+            }
+        };
+        sqlx::query(&self.backend.sql(sql))
+            .bind(desired.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.get_task(id).await
+    }
+
+    /// Removes the task. A worker still running it finds its next progress
+    /// write refused and stops. Returns false when there was no such task.
+    pub async fn delete_task(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.backend.sql("DELETE FROM dts_tasks WHERE id = ?"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Writes a worker's progress, but only while it still holds the task at
+    /// `epoch`: a worker that lost its lease cannot overwrite its successor's
+    /// position. Returns false when the write was fenced off (or the task is gone).
+    pub async fn record_progress(&self, id: i64, epoch: i64, progress: &Progress) -> Result<bool, StoreError> {
+        let sql = self.backend.sql(
+            "UPDATE dts_tasks SET state = ?, message = ?, pos = ?, checkpoint = ?, transaction_time = ?, \
+             updated_at = ? WHERE id = ? AND epoch = ?",
+        );
+        let done = sqlx::query(&sql)
+            .bind(progress.state.as_str())
+            .bind(progress.message.clone())
+            .bind(progress.pos.clone())
+            .bind(progress.checkpoint.clone())
+            .bind(progress.transaction_time)
+            .bind(now_ms())
+            .bind(id)
+            .bind(epoch)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The task's source password in clear, for the worker that connects.
+    pub fn source_password(&self, task: &TaskRecord) -> Result<Secret, StoreError> {
+        Ok(Secret::new(self.cipher.open(PASSWORD_PURPOSE, &task.sealed_password)?))
+    }
+}
+
+fn spec_to_json(spec: &TaskSpec) -> Result<String, StoreError> {
+    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(format!("cannot encode spec: {e}")))
+}
+
+fn record_from_row(r: &AnyRow) -> Result<TaskRecord, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("task {id}: {what}"));
+    let spec_text: String = r.try_get("spec")?;
+    let spec: TaskSpec = serde_json::from_str(&spec_text).map_err(|e| corrupt(format!("spec: {e}")))?;
+    let state: String = r.try_get("state")?;
+    let desired: String = r.try_get("desired_state")?;
+    Ok(TaskRecord {
+        id,
+        source_addr: r.try_get("source_addr")?,
+        dest_addr: r.try_get("dest_addr")?,
+        spec,
+        sealed_password: r.try_get("source_password")?,
+        desired_state: desired.parse().map_err(|e| corrupt(format!("{e}")))?,
+        state: state.parse().map_err(|e| corrupt(format!("{e}")))?,
+        message: r.try_get("message")?,
+        pos: r.try_get("pos")?,
+        checkpoint: r.try_get("checkpoint")?,
+        transaction_time: r.try_get("transaction_time")?,
+        version: r.try_get("version")?,
+        epoch: r.try_get("epoch")?,
+        worker_id: r.try_get("worker_id")?,
+        service_addr: r.try_get("service_addr")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
