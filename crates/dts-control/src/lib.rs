@@ -1,1 +1,177 @@
+//! The dts control plane: the seed-compatible REST API over the task store.
+//!
+//! # Layout
+//! - [`routes`]: the URL table; every endpoint answers with the seed's
+//!   envelope, unknown paths and methods included.
+//! - [`handlers`]: submit, list, alter, detail, stop, start, delete, healthz.
+//! - [`auth`]: HTTP Basic users (config, env, first-start generated user).
+//! - [`envelope`]: `{code,message,ttl,data}` and [`envelope::ApiError`].
+//! - [`views`]: the JSON shapes of list items and task details.
+//!
+//! Request flow: request id -> access log -> Basic auth -> handler -> store.
 
+pub mod auth;
+pub mod envelope;
+pub mod handlers;
+pub mod views;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpServer, ResponseError};
+use dts_store::tasks::Assignment;
+use dts_store::Store;
+
+use crate::auth::Authenticator;
+
+/// Request limits, from config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body; a task spec is a few KB.
+    pub max_body_bytes: usize,
+    /// Largest `per_page` of the list endpoint.
+    pub max_per_page: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, max_per_page: 1000 }
+    }
+}
+
+/// Where new tasks go.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// `dts standalone`: the worker in this process runs every task.
+    Local { worker_id: String, service_addr: String },
+    /// `dts control`: tasks wait as `Pending` until a worker node takes them.
+    Deferred,
+}
+
+impl Placement {
+    pub fn assignment(&self) -> Option<Assignment> {
+        match self {
+            Self::Local { worker_id, service_addr } => {
+                Some(Assignment { worker_id: worker_id.clone(), service_addr: service_addr.clone() })
+            }
+            Self::Deferred => None,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub placement: Placement,
+    pub limits: Limits,
+}
+
+/// The URL table, for `App::configure`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use handlers::*;
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/v1/dispatch/submit").route(web::post().to(submit)))
+        .service(resource("/v1/dispatch/alter/{id}").route(web::put().to(alter)))
+        .service(resource("/v1/dispatch/stop/{id}").route(web::post().to(stop)))
+        .service(resource("/v1/dispatch/start/{id}").route(web::post().to(start)))
+        .service(resource("/v1/task/list").route(web::get().to(list)))
+        .service(resource("/v1/task/{id}").route(web::get().to(detail)).route(web::delete().to(delete)))
+        .default_service(web::to(route_not_found));
+}
+
+/// Builds the application with its middleware, for the server and for tests.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .configure(routes)
+        .wrap(from_fn(authenticate))
+        .wrap(from_fn(request_id_and_access_log))
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Tags each request with an id (the caller's `X-Request-Id` if it sent a
+/// sane one) and logs method, path, status and latency. Never headers or bodies.
+async fn request_id_and_access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let (method, path) = (req.method().clone(), req.path().to_owned());
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    tracing::debug!(
+        request_id = %id, %method, %path, status = res.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request"
+    );
+    Ok(res)
+}
+
+/// Every endpoint but `/healthz` needs Basic credentials.
+async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.path() != "/healthz" {
+        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+            let err = envelope::ApiError::new(dts_core::ErrorCode::Internal, "application state missing");
+            return Ok(req.into_response(err.error_response()));
+        };
+        let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if let Err(err) = state.auth.check(header).await {
+            tracing::info!(path = %req.path(), peer = ?req.peer_addr(), "authentication failed");
+            return Ok(req.into_response(err.error_response()));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// Serves the API on `listen` until `shutdown` completes, then finishes the
+/// requests in flight (up to 10 s) and returns.
+pub async fn serve(
+    state: AppState,
+    listen: SocketAddr,
+    workers: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let server = HttpServer::new(move || app(state.clone()))
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(10)
+        .bind(listen)?
+        .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await
+}

@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod cipher;
 pub mod tasks;
+mod text;
 pub mod users;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -136,10 +137,11 @@ impl Store {
             .bind(canary)
             .execute(&self.pool)
             .await?;
-        let stored: String = sqlx::query_scalar(&self.backend.sql("SELECT value FROM dts_meta WHERE name = ?"))
+        let row = sqlx::query(&self.backend.sql("SELECT value FROM dts_meta WHERE name = ?"))
             .bind("key_check")
             .fetch_one(&self.pool)
             .await?;
+        let stored = text::text(&row, "value")?;
         match self.cipher.open(KEY_CHECK_PURPOSE, &stored) {
             Ok(plain) if plain == KEY_CHECK_PLAIN => Ok(()),
             _ => Err(StoreError::Crypto(CryptoError::Decrypt)),

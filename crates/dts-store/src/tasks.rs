@@ -5,6 +5,7 @@ use dts_core::{DesiredState, TaskState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::text::{opt_text, text};
 use crate::{now_ms, Store, StoreError};
 
 /// Associated data bound to sealed source passwords.
@@ -152,14 +153,14 @@ impl Store {
             .map(|r| {
                 Ok(TaskSummary {
                     id: r.try_get("id")?,
-                    source_addr: r.try_get("source_addr")?,
-                    dest_addr: r.try_get("dest_addr")?,
-                    pos: r.try_get("pos")?,
+                    source_addr: text(r, "source_addr")?,
+                    dest_addr: text(r, "dest_addr")?,
+                    pos: text(r, "pos")?,
                     transaction_time: r.try_get("transaction_time")?,
-                    state: r.try_get("state")?,
+                    state: text(r, "state")?,
                     updated_at: r.try_get("updated_at")?,
-                    message: r.try_get("message")?,
-                    service_addr: r.try_get("service_addr")?,
+                    message: text(r, "message")?,
+                    service_addr: text(r, "service_addr")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -296,26 +297,26 @@ fn spec_to_json(spec: &TaskSpec) -> Result<String, StoreError> {
 fn record_from_row(r: &AnyRow) -> Result<TaskRecord, StoreError> {
     let id: i64 = r.try_get("id")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("task {id}: {what}"));
-    let spec_text: String = r.try_get("spec")?;
+    let spec_text = text(r, "spec")?;
     let spec: TaskSpec = serde_json::from_str(&spec_text).map_err(|e| corrupt(format!("spec: {e}")))?;
-    let state: String = r.try_get("state")?;
-    let desired: String = r.try_get("desired_state")?;
+    let state = text(r, "state")?;
+    let desired = text(r, "desired_state")?;
     Ok(TaskRecord {
         id,
-        source_addr: r.try_get("source_addr")?,
-        dest_addr: r.try_get("dest_addr")?,
+        source_addr: text(r, "source_addr")?,
+        dest_addr: text(r, "dest_addr")?,
         spec,
-        sealed_password: r.try_get("source_password")?,
+        sealed_password: text(r, "source_password")?,
         desired_state: desired.parse().map_err(|e| corrupt(format!("{e}")))?,
         state: state.parse().map_err(|e| corrupt(format!("{e}")))?,
-        message: r.try_get("message")?,
-        pos: r.try_get("pos")?,
-        checkpoint: r.try_get("checkpoint")?,
+        message: text(r, "message")?,
+        pos: text(r, "pos")?,
+        checkpoint: opt_text(r, "checkpoint")?,
         transaction_time: r.try_get("transaction_time")?,
         version: r.try_get("version")?,
         epoch: r.try_get("epoch")?,
-        worker_id: r.try_get("worker_id")?,
-        service_addr: r.try_get("service_addr")?,
+        worker_id: opt_text(r, "worker_id")?,
+        service_addr: text(r, "service_addr")?,
         lease_expires_at: r.try_get("lease_expires_at")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,

@@ -1,8 +1,7 @@
 //! API users that dts created itself: the user generated at first start when
 //! none is configured. Only an argon2id hash is stored.
 
-use sqlx::Row;
-
+use crate::text::text;
 use crate::{now_ms, Store, StoreError};
 
 /// A stored user: name and argon2id PHC hash.
@@ -18,7 +17,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(StoredUser { name: r.try_get("name")?, password_hash: r.try_get("password_hash")? }))
+            .map(|r| Ok(StoredUser { name: text(r, "name")?, password_hash: text(r, "password_hash")? }))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }

@@ -1,0 +1,200 @@
+//! Settings from flags, `DTS_*` variables and a TOML file, in that order of
+//! precedence, then the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use dts_control::auth::{parse_users_env, Credential, UserEntry};
+use dts_core::spec::Secret;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Options of the serving commands. clap reads the flag, else the variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address the REST API listens on [default: 127.0.0.1:8080]
+    #[arg(long, env = "DTS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address returned to clients as this node's `addr`/`service_addr` [default: the listen address]
+    #[arg(long, env = "DTS_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Task store URL: sqlite://PATH, postgres://..., mysql://... [default: sqlite://DATA_DIR/dts.db]
+    #[arg(long = "store", env = "DTS_STORE_URL", hide_env_values = true)]
+    pub store_url: Option<String>,
+    /// Directory for the embedded store and the generated secret key [default: ./data]
+    #[arg(long, env = "DTS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base64 AES-256 key that encrypts source passwords in the store
+    #[arg(long, env = "DTS_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// File holding the base64 secret key [default: DATA_DIR/secret.key, created if missing]
+    #[arg(long, env = "DTS_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// HTTP worker threads [default: number of CPUs, at most 4]
+    #[arg(long, env = "DTS_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+}
+
+/// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<String>,
+    pub store: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    pub http_workers: Option<usize>,
+    /// Largest request body in bytes [default: 1 MiB].
+    pub max_body_bytes: Option<usize>,
+    /// Largest `per_page` of the task list [default: 1000].
+    pub max_per_page: Option<i64>,
+    /// API users; prefer `password_hash` (from `dts hash-password`).
+    #[serde(default)]
+    pub users: Vec<FileUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUser {
+    pub name: String,
+    pub password: Option<Secret>,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the secret key comes from, in order of preference.
+#[derive(Debug)]
+pub enum KeySource {
+    Inline(Secret),
+    File(PathBuf),
+}
+
+/// Every setting resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub store_url: Secret,
+    pub data_dir: PathBuf,
+    pub key: KeySource,
+    pub http_workers: usize,
+    pub limits: dts_control::Limits,
+    pub users: Vec<UserEntry>,
+}
+
+pub fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), reason: e.to_string() })
+}
+
+impl Settings {
+    /// Flag/env (already merged by clap) over file over default.
+    pub fn resolve(args: ServeArgs, file: FileConfig, users_env: Option<String>) -> Result<Self, ConfigError> {
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
+        };
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let store_url = args
+            .store_url
+            .or(file.store)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("dts.db").display()));
+        let key = match (args.secret_key.or(file.secret_key), args.secret_key_file.or(file.secret_key_file)) {
+            (Some(inline), _) => KeySource::Inline(Secret::new(inline)),
+            (None, Some(path)) => KeySource::File(path),
+            (None, None) => KeySource::File(data_dir.join("secret.key")),
+        };
+        let http_workers = args
+            .http_workers
+            .or(file.http_workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
+        let mut limits = dts_control::Limits::default();
+        if let Some(n) = file.max_body_bytes {
+            limits.max_body_bytes = n;
+        }
+        if let Some(n) = file.max_per_page {
+            if n < 1 {
+                return Err(ConfigError::Invalid("max_per_page must be at least 1".into()));
+            }
+            limits.max_per_page = n;
+        }
+        let mut users = Vec::new();
+        for u in file.users {
+            let credential = match (u.password, u.password_hash) {
+                (Some(pw), None) => Credential::Plain(pw),
+                (None, Some(hash)) => Credential::Hash(hash),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "user {:?} needs exactly one of password or password_hash",
+                        u.name
+                    )))
+                }
+            };
+            users.push(UserEntry { name: u.name, credential });
+        }
+        if let Some(text) = users_env {
+            users.extend(parse_users_env(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?);
+        }
+        Ok(Self {
+            listen,
+            advertise: args.advertise.unwrap_or_else(|| file.advertise.unwrap_or_else(|| listen.to_string())),
+            store_url: Secret::new(store_url),
+            data_dir,
+            key,
+            http_workers,
+            limits,
+            users,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nstore = \"sqlite:///tmp/x.db\"\ndata_dir = \"/var/lib/dts\"\n\
+             [[users]]\nname = \"ops\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let s = Settings::resolve(args, file, Some("a:b".into())).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(s.advertise, "127.0.0.1:9100");
+        assert_eq!(s.store_url.expose(), "sqlite:///tmp/x.db");
+        assert!(matches!(s.key, KeySource::File(ref p) if p == Path::new("/var/lib/dts/secret.key")));
+        assert_eq!(s.users.len(), 2);
+
+        let d = Settings::resolve(ServeArgs::default(), FileConfig::default(), None).unwrap();
+        assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(d.store_url.expose(), "sqlite://./data/dts.db");
+    }
+
+    #[test]
+    fn bad_files_and_users_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        let both: FileConfig =
+            toml::from_str("[[users]]\nname = \"a\"\npassword = \"x\"\npassword_hash = \"y\"\n").unwrap();
+        assert!(Settings::resolve(ServeArgs::default(), both, None).is_err());
+        assert!(Settings::resolve(ServeArgs::default(), FileConfig::default(), Some("nopw".into())).is_err());
+    }
+}

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Private, throw-away servers for tests, benchmarks and the quickstart.
+#
+#   scripts/services.sh up [mariadb] [postgres]   start them (all when none named)
+#   scripts/services.sh down                       stop what `up` started
+#   scripts/services.sh env                        print the env file's path
+#
+# Everything lives under $DTS_SERVICES_DIR (default: .services/ in the repo),
+# binds 127.0.0.1 only, on free ports picked at start. `up` writes
+# $DTS_SERVICES_DIR/env with the URLs the tests read:
+#   DTS_TEST_MYSQL_URL  admin URL of the MariaDB (row binlog, GTID)
+#   DTS_TEST_PG_URL     admin URL of the PostgreSQL
+# A crashed run leaves nothing that breaks the next one: `up` stops stale
+# servers by their pid files and wipes their data directories first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${DTS_SERVICES_DIR:-$ROOT/.services}"
+ENV_FILE="$DIR/env"
+MYSQL_PASSWORD="dts-test-pw"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Polls `$@` until it succeeds or $1 seconds pass.
+wait_for() {
+    local deadline=$(( $(date +%s) + $1 )); shift
+    until "$@" >/dev/null 2>&1; do
+        if (( $(date +%s) >= deadline )); then return 1; fi
+        sleep 0.1
+    done
+}
+
+apt_install() {
+    log "installing $*"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_bindir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        if [ -x "$d/initdb" ]; then echo "$d"; return 0; fi
+    done
+    return 1
+}
+
+ensure_packages() {
+    local want=()
+    for svc in "$@"; do
+        case "$svc" in
+            mariadb) command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || want+=(mariadb-server mariadb-client) ;;
+            postgres) pg_bindir >/dev/null || want+=(postgresql) ;;
+        esac
+    done
+    command -v python3 >/dev/null 2>&1 || want+=(python3)
+    if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
+}
+
+stop_pidfile() {
+    local pidfile=$1
+    [ -f "$pidfile" ] || return 0
+    local pid; pid=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        local deadline=$(( $(date +%s) + 20 ))
+        while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+start_mariadb() {
+    local d="$DIR/mariadb" port; port=$(free_port)
+    stop_pidfile "$d/mariadb.pid"
+    rm -rf "$d"; mkdir -p "$d/data" "$d/binlog"
+    cat > "$d/my.cnf" <<EOF
+[mysqld]
+datadir=$d/data
+socket=$d/mysqld.sock
+port=$port
+pid-file=$d/mariadb.pid
+bind-address=127.0.0.1
+log-error=$d/error.log
+server-id=1
+log-bin=$d/binlog/mysql-bin
+binlog_format=ROW
+binlog_row_image=FULL
+binlog_row_metadata=FULL
+gtid_strict_mode=1
+character-set-server=utf8mb4
+collation-server=utf8mb4_general_ci
+innodb_buffer_pool_size=256M
+innodb_flush_log_at_trx_commit=2
+sync_binlog=0
+max_connections=500
+skip-name-resolve
+$( [ "$(id -u)" -eq 0 ] && echo "user=root" )
+[client]
+socket=$d/mysqld.sock
+EOF
+    mariadb-install-db --defaults-file="$d/my.cnf" --auth-root-authentication-method=normal \
+        --skip-test-db >"$d/install.log" 2>&1 || { cat "$d/install.log" >&2; return 1; }
+    nohup mariadbd --defaults-file="$d/my.cnf" >"$d/stdout.log" 2>&1 &
+    if ! wait_for 30 mariadb-admin --defaults-file="$d/my.cnf" -uroot ping; then
+        log "MariaDB did not start; its log:"; tail -30 "$d/error.log" >&2; return 1
+    fi
+    mariadb --defaults-file="$d/my.cnf" -uroot <<EOF
+CREATE USER 'dts'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO 'dts'@'127.0.0.1' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+EOF
+    echo "export DTS_TEST_MYSQL_URL='mysql://dts:$MYSQL_PASSWORD@127.0.0.1:$port'" >> "$ENV_FILE"
+    echo "export DTS_TEST_MYSQL_CNF='$d/my.cnf'" >> "$ENV_FILE"
+    log "MariaDB on 127.0.0.1:$port (data in $d)"
+}
+
+start_postgres() {
+    local d="$DIR/postgres" port bin; port=$(free_port); bin=$(pg_bindir)
+    local as=()
+    # PostgreSQL refuses to run as root: run it as the postgres user.
+    if [ "$(id -u)" -eq 0 ]; then as=(runuser -u postgres --); fi
+    if [ -f "$d/data/postmaster.pid" ]; then
+        "${as[@]}" "$bin/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$d"; mkdir -p "$d"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$d"; fi
+    "${as[@]}" "$bin/initdb" -D "$d/data" -U postgres --auth=trust -E UTF8 >"$d/initdb.log" 2>&1 \
+        || { cat "$d/initdb.log" >&2; return 1; }
+    "${as[@]}" "$bin/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 30 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $d -c max_connections=300 -c fsync=off" start >/dev/null \
+        || { tail -30 "$d/server.log" >&2; return 1; }
+    echo "export DTS_TEST_PG_URL='postgres://postgres@127.0.0.1:$port'" >> "$ENV_FILE"
+    log "PostgreSQL on 127.0.0.1:$port (data in $d)"
+}
+
+stop_postgres() {
+    local d="$DIR/postgres" bin
+    [ -f "$d/data/postmaster.pid" ] || return 0
+    bin=$(pg_bindir) || return 0
+    local as=()
+    if [ "$(id -u)" -eq 0 ]; then as=(runuser -u postgres --); fi
+    "${as[@]}" "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+down() {
+    stop_pidfile "$DIR/mariadb/mariadb.pid"
+    stop_postgres
+    rm -f "$ENV_FILE"
+    log "stopped"
+}
+
+up() {
+    local services=("$@")
+    if [ ${#services[@]} -eq 0 ]; then services=(mariadb postgres); fi
+    ensure_packages "${services[@]}"
+    mkdir -p "$DIR"
+    : > "$ENV_FILE"
+    for svc in "${services[@]}"; do
+        case "$svc" in
+            mariadb) start_mariadb ;;
+            postgres) start_postgres ;;
+            *) log "unknown service $svc (known: mariadb postgres)"; return 2 ;;
+        esac
+    done
+    log "env written to $ENV_FILE"
+}
+
+case "${1:-}" in
+    up) shift; up "$@" ;;
+    down) down ;;
+    env) echo "$ENV_FILE" ;;
+    *) echo "usage: $0 up [mariadb] [postgres] | down | env" >&2; exit 2 ;;
+esac

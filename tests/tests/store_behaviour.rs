@@ -1,0 +1,254 @@
+//! Task-store behaviour, written once and run on SQLite, PostgreSQL and MariaDB.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use dts_core::spec::{parse_submit_body, Secret};
+use dts_core::{DesiredState, TaskSpec, TaskState};
+use dts_e2e::{fresh_store, per_backend, TestStore, SEED_BODY, SEED_PASSWORD_IN_BODY};
+use dts_store::tasks::{AlterOutcome, Assignment, Progress};
+use dts_store::users::StoredUser;
+use dts_store::{SecretCipher, Store};
+use sqlx::Row;
+
+per_backend!(fresh_store =>
+    create_get_and_list,
+    list_pages_newest_first,
+    alter_uses_optimistic_concurrency,
+    alter_without_password_keeps_it,
+    desired_state_moves_state,
+    progress_is_fenced_by_epoch,
+    delete_removes,
+    passwords_are_sealed_at_rest,
+    reopening_migrates_idempotently_and_checks_the_key,
+    users_are_inserted_once,
+    concurrent_creates_get_distinct_ids,
+);
+
+fn seed_spec() -> TaskSpec {
+    parse_submit_body(SEED_BODY.as_bytes()).unwrap()
+}
+
+fn local() -> Assignment {
+    Assignment { worker_id: "node-a".into(), service_addr: "10.1.1.1:8080".into() }
+}
+
+async fn create_get_and_list(t: TestStore) {
+    let spec = seed_spec();
+    let created = t.store.create_task(&spec, Some(&local())).await.unwrap();
+    assert!(created.id > 0);
+    assert_eq!(created.state, TaskState::Pending);
+    assert_eq!(created.desired_state, DesiredState::Running);
+    assert_eq!((created.version, created.epoch), (1, 1));
+    assert_eq!(created.worker_id.as_deref(), Some("node-a"));
+    assert_eq!(created.service_addr, "10.1.1.1:8080");
+    assert_eq!(created.source_addr, "127.0.0.1:5306");
+    assert_eq!(created.dest_addr, "127.0.0.1:9092");
+    assert_eq!(created.pos, "");
+    assert_eq!(created.transaction_time, None);
+    assert!(created.created_at > 0 && created.updated_at >= created.created_at);
+    // The spec comes back without its password; the store hands it out only on request.
+    assert_eq!(created.spec.source.password, None);
+    assert_eq!(created.spec.kafka, spec.kafka);
+    assert_eq!(created.spec.filters, spec.filters);
+    assert_eq!(t.store.source_password(&created).unwrap().expose(), SEED_PASSWORD_IN_BODY);
+
+    let unassigned = t.store.create_task(&spec, None).await.unwrap();
+    assert_eq!((unassigned.epoch, unassigned.worker_id.as_deref(), unassigned.service_addr.as_str()), (0, None, ""));
+
+    assert!(t.store.get_task(created.id + 1000).await.unwrap().is_none());
+    let page = t.store.list_tasks(10, 0).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(page.tasks.iter().map(|s| s.id).collect::<Vec<_>>(), vec![unassigned.id, created.id]);
+    assert_eq!(page.tasks[1].state, "Pending");
+    assert_eq!(page.tasks[1].service_addr, "10.1.1.1:8080");
+}
+
+async fn list_pages_newest_first(t: TestStore) {
+    let spec = seed_spec();
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(t.store.create_task(&spec, None).await.unwrap().id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    for page in 0..3 {
+        let p = t.store.list_tasks(3, page * 3).await.unwrap();
+        assert_eq!(p.total, 7);
+        seen.extend(p.tasks.iter().map(|s| s.id));
+    }
+    assert_eq!(seen, ids);
+    assert!(t.store.list_tasks(3, 30).await.unwrap().tasks.is_empty());
+}
+
+async fn alter_uses_optimistic_concurrency(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), None).await.unwrap();
+    let mut changed = seed_spec();
+    changed.kafka.topic = Some("other_topic".into());
+    changed.kafka.addr = "k1:9092,k2:9092".into();
+    let AlterOutcome::Altered(after) = t.store.alter_task(task.id, task.version, &changed).await.unwrap() else {
+        panic!("alter at the current version must succeed")
+    };
+    assert_eq!(after.version, task.version + 1);
+    assert_eq!(after.spec.kafka.topic.as_deref(), Some("other_topic"));
+    assert_eq!(after.dest_addr, "k1:9092,k2:9092");
+    // A writer still holding the old version loses, and changes nothing.
+    let mut stale = seed_spec();
+    stale.kafka.topic = Some("stale".into());
+    match t.store.alter_task(task.id, task.version, &stale).await.unwrap() {
+        AlterOutcome::VersionConflict { current } => assert_eq!(current, after.version),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let now = t.store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(now.spec.kafka.topic.as_deref(), Some("other_topic"));
+    assert!(matches!(t.store.alter_task(task.id + 99, 1, &changed).await.unwrap(), AlterOutcome::NotFound));
+}
+
+async fn alter_without_password_keeps_it(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), None).await.unwrap();
+    let mut no_password = seed_spec();
+    no_password.source.password = None;
+    t.store.alter_task(task.id, 1, &no_password).await.unwrap();
+    let after = t.store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(t.store.source_password(&after).unwrap().expose(), SEED_PASSWORD_IN_BODY);
+    let mut rotated = seed_spec();
+    rotated.source.password = Some(Secret::new("rotated"));
+    t.store.alter_task(task.id, 2, &rotated).await.unwrap();
+    let after = t.store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(t.store.source_password(&after).unwrap().expose(), "rotated");
+}
+
+async fn desired_state_moves_state(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), Some(&local())).await.unwrap();
+    // A task no worker has started yet stops at once.
+    let stopped = t.store.set_desired_state(task.id, DesiredState::Stopped).await.unwrap().unwrap();
+    assert_eq!((stopped.state, stopped.desired_state), (TaskState::Stopped, DesiredState::Stopped));
+    assert_eq!(stopped.version, 2);
+    // Stopping again changes nothing, not even the version.
+    let again = t.store.set_desired_state(task.id, DesiredState::Stopped).await.unwrap().unwrap();
+    assert_eq!(again.version, 2);
+    let started = t.store.set_desired_state(task.id, DesiredState::Running).await.unwrap().unwrap();
+    assert_eq!((started.state, started.desired_state, started.version), (TaskState::Pending, DesiredState::Running, 3));
+    // A running task must be flushed by its worker: it goes to Stopping.
+    let running = Progress {
+        state: TaskState::Running,
+        message: String::new(),
+        pos: "0-1-5".into(),
+        checkpoint: None,
+        transaction_time: Some(1_700_000_000_000),
+    };
+    assert!(t.store.record_progress(task.id, started.epoch, &running).await.unwrap());
+    let stopping = t.store.set_desired_state(task.id, DesiredState::Stopped).await.unwrap().unwrap();
+    assert_eq!(stopping.state, TaskState::Stopping);
+    // Starting a failed task clears its error and queues it again.
+    let failed = Progress { state: TaskState::Failed, message: "binlog purged".into(), ..running };
+    assert!(t.store.record_progress(task.id, started.epoch, &failed).await.unwrap());
+    let restarted = t.store.set_desired_state(task.id, DesiredState::Running).await.unwrap().unwrap();
+    assert_eq!((restarted.state, restarted.message.as_str()), (TaskState::Pending, ""));
+    assert!(t.store.set_desired_state(task.id + 99, DesiredState::Running).await.unwrap().is_none());
+}
+
+async fn progress_is_fenced_by_epoch(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), Some(&local())).await.unwrap();
+    let progress = Progress {
+        state: TaskState::Running,
+        message: String::new(),
+        pos: "MariaDB/0-1-42".into(),
+        checkpoint: Some(r#"{"gtid":"0-1-42"}"#.into()),
+        transaction_time: Some(1_700_000_000_123),
+    };
+    assert!(t.store.record_progress(task.id, task.epoch, &progress).await.unwrap());
+    let after = t.store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(after.pos, "MariaDB/0-1-42");
+    assert_eq!(after.checkpoint.as_deref(), Some(r#"{"gtid":"0-1-42"}"#));
+    assert_eq!(after.transaction_time, Some(1_700_000_000_123));
+    assert_eq!(after.state, TaskState::Running);
+    let summary = t.store.list_tasks(1, 0).await.unwrap().tasks.remove(0);
+    assert_eq!((summary.pos.as_str(), summary.transaction_time), ("MariaDB/0-1-42", Some(1_700_000_000_123)));
+    // A stale holder cannot overwrite the position.
+    let stale = Progress { pos: "MariaDB/0-1-1".into(), ..progress };
+    assert!(!t.store.record_progress(task.id, task.epoch + 1, &stale).await.unwrap());
+    assert_eq!(t.store.get_task(task.id).await.unwrap().unwrap().pos, "MariaDB/0-1-42");
+}
+
+async fn delete_removes(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), None).await.unwrap();
+    assert!(t.store.delete_task(task.id).await.unwrap());
+    assert!(!t.store.delete_task(task.id).await.unwrap());
+    assert!(t.store.get_task(task.id).await.unwrap().is_none());
+    assert_eq!(t.store.list_tasks(10, 0).await.unwrap().total, 0);
+    let progress = Progress {
+        state: TaskState::Running,
+        message: String::new(),
+        pos: String::new(),
+        checkpoint: None,
+        transaction_time: None,
+    };
+    assert!(!t.store.record_progress(task.id, task.epoch, &progress).await.unwrap(), "a deleted task fences its worker");
+}
+
+async fn passwords_are_sealed_at_rest(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), None).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&any_url(&t.url)).await.unwrap();
+    let row = sqlx::query(&format!("SELECT spec, source_password FROM dts_tasks WHERE id = {}", task.id))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let spec = raw_text(&row, 0);
+    let sealed = raw_text(&row, 1);
+    assert!(!spec.contains(SEED_PASSWORD_IN_BODY), "{spec}");
+    assert!(sealed.starts_with("v1:") && !sealed.contains(SEED_PASSWORD_IN_BODY), "{sealed}");
+    pool.close().await;
+}
+
+async fn reopening_migrates_idempotently_and_checks_the_key(t: TestStore) {
+    t.store.create_task(&seed_spec(), None).await.unwrap();
+    let same = Store::open(&t.url, SecretCipher::from_base64(&t.key).unwrap()).await.unwrap();
+    assert_eq!(same.list_tasks(10, 0).await.unwrap().total, 1);
+    same.close().await;
+    let other_key = SecretCipher::from_base64(&SecretCipher::generate_key_base64()).unwrap();
+    let err = Store::open(&t.url, other_key).await.unwrap_err();
+    assert!(err.to_string().contains("another secret key"), "{err}");
+}
+
+async fn users_are_inserted_once(t: TestStore) {
+    assert!(t.store.stored_users().await.unwrap().is_empty());
+    let first = StoredUser { name: "admin".into(), password_hash: "$argon2id$first".into() };
+    let second = StoredUser { name: "admin".into(), password_hash: "$argon2id$second".into() };
+    assert!(t.store.insert_user_if_absent(&first).await.unwrap());
+    assert!(!t.store.insert_user_if_absent(&second).await.unwrap());
+    assert_eq!(t.store.stored_users().await.unwrap(), vec![first]);
+}
+
+async fn concurrent_creates_get_distinct_ids(t: TestStore) {
+    let spec = seed_spec();
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, spec) = (t.store.clone(), spec.clone());
+            tokio::spawn(async move { store.create_task(&spec, None).await.unwrap().id })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
+    assert_eq!(t.store.list_tasks(100, 0).await.unwrap().total, 16);
+}
+
+/// The store URL as sqlx's own driver wants it.
+fn any_url(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        format!("{url}?mode=ro")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// A text column read raw: MySQL's driver under `Any` reports TEXT as BLOB.
+fn raw_text(row: &sqlx::any::AnyRow, index: usize) -> String {
+    row.try_get::<String, _>(index)
+        .or_else(|_| row.try_get::<Vec<u8>, _>(index).map(|b| String::from_utf8(b).unwrap()))
+        .unwrap()
+}
