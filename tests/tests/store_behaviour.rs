@@ -183,7 +183,10 @@ async fn delete_removes(t: TestStore) {
         checkpoint: None,
         transaction_time: None,
     };
-    assert!(!t.store.record_progress(task.id, task.epoch, &progress).await.unwrap(), "a deleted task fences its worker");
+    assert!(
+        !t.store.record_progress(task.id, task.epoch, &progress).await.unwrap(),
+        "a deleted task fences its worker"
+    );
 }
 
 async fn passwords_are_sealed_at_rest(t: TestStore) {

@@ -211,10 +211,7 @@ mod tests {
         users.push(UserEntry { name: "hashed".into(), credential: Credential::Hash(hash_password("s3cret").unwrap()) });
         let auth = Authenticator::new(users).unwrap();
         // The seed's own header.
-        assert_eq!(
-            auth.check(Some("Basic cmVwbGljYXRvcjpkdHNmb3IzLjE0MTU5MjY=")).await.unwrap(),
-            "replicator"
-        );
+        assert_eq!(auth.check(Some("Basic cmVwbGljYXRvcjpkdHNmb3IzLjE0MTU5MjY=")).await.unwrap(), "replicator");
         assert_eq!(auth.check(Some(&basic("ops", "a:b:c"))).await.unwrap(), "ops");
         assert_eq!(auth.check(Some(&basic("hashed", "s3cret"))).await.unwrap(), "hashed");
         assert_eq!(auth.check(Some(&basic("hashed", "s3cret"))).await.unwrap(), "hashed", "cached path");

@@ -15,7 +15,11 @@ use crate::AppState;
 /// Alters retried after losing an optimistic-concurrency race before answering 409.
 const ALTER_ATTEMPTS: usize = 3;
 
-pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let spec = parse_submit_body(&body)?;
     spec.validate()?;
@@ -72,7 +76,11 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     change_state(state, req, DesiredState::Running).await
 }
 
-async fn change_state(state: web::Data<AppState>, req: HttpRequest, desired: DesiredState) -> Result<HttpResponse, ApiError> {
+async fn change_state(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    desired: DesiredState,
+) -> Result<HttpResponse, ApiError> {
     let id = task_id(&req)?;
     let task = state.store.set_desired_state(id, desired).await?.ok_or_else(|| ApiError::task_not_found(id))?;
     tracing::info!(task = id, desired = desired.as_str(), state = %task.state, "task state requested");
@@ -102,10 +110,7 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+    Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path())))
 }
 
 /// The `{id}` path segment as a positive integer.
@@ -143,9 +148,8 @@ pub const DEFAULT_PER_PAGE: i64 = 20;
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes.
 async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
-    let too_large = || {
-        ApiError::new(ErrorCode::BodyTooLarge, format!("the request body is larger than the {limit}-byte limit"))
-    };
+    let too_large =
+        || ApiError::new(ErrorCode::BodyTooLarge, format!("the request body is larger than the {limit}-byte limit"));
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -156,9 +160,8 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(ErrorCode::MalformedJson, format!("the request body could not be read: {e}"))
-        })?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

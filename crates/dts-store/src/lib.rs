@@ -132,11 +132,7 @@ impl Store {
     async fn check_key(&self) -> Result<(), StoreError> {
         let canary = self.cipher.seal(KEY_CHECK_PURPOSE, KEY_CHECK_PLAIN)?;
         let insert = self.backend.insert_ignore("dts_meta (name, value)", "(?, ?)");
-        sqlx::query(&self.backend.sql(&insert))
-            .bind("key_check")
-            .bind(canary)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&self.backend.sql(&insert)).bind("key_check").bind(canary).execute(&self.pool).await?;
         let row = sqlx::query(&self.backend.sql("SELECT value FROM dts_meta WHERE name = ?"))
             .bind("key_check")
             .fetch_one(&self.pool)

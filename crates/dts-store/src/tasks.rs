@@ -83,7 +83,9 @@ pub enum AlterOutcome {
     Altered(Box<TaskRecord>),
     NotFound,
     /// Someone changed the task since `expected_version` was read.
-    VersionConflict { current: i64 },
+    VersionConflict {
+        current: i64,
+    },
 }
 
 impl Store {
@@ -222,11 +224,7 @@ impl Store {
     /// Records what the operator wants and moves `state` to match at once
     /// where no worker has to act (e.g. a stop of a task not yet running).
     /// Returns the updated task, or `None` when it does not exist.
-    pub async fn set_desired_state(
-        &self,
-        id: i64,
-        desired: DesiredState,
-    ) -> Result<Option<TaskRecord>, StoreError> {
+    pub async fn set_desired_state(&self, id: i64, desired: DesiredState) -> Result<Option<TaskRecord>, StoreError> {
         let sql = match desired {
             // A running task must flush and checkpoint before it is Stopped:
             // its worker finishes the move from Stopping.
@@ -243,22 +241,15 @@ impl Store {
                  WHERE id = ? AND (desired_state <> 'running' OR state = 'Failed')"
             }
         };
-        sqlx::query(&self.backend.sql(sql))
-            .bind(desired.as_str())
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&self.backend.sql(sql)).bind(desired.as_str()).bind(now_ms()).bind(id).execute(&self.pool).await?;
         self.get_task(id).await
     }
 
     /// Removes the task. A worker still running it finds its next progress
     /// write refused and stops. Returns false when there was no such task.
     pub async fn delete_task(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.backend.sql("DELETE FROM dts_tasks WHERE id = ?"))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query(&self.backend.sql("DELETE FROM dts_tasks WHERE id = ?")).bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 

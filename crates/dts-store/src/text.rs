@@ -6,10 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
-    opt_text(row, column)?.ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: "unexpected NULL".into(),
-    })
+    opt_text(row, column)?
+        .ok_or_else(|| sqlx::Error::ColumnDecode { index: column.to_owned(), source: "unexpected NULL".into() })
 }
 
 pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, sqlx::Error> {
@@ -17,10 +15,9 @@ pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, sql
         Ok(v) => Ok(v),
         Err(sqlx::Error::ColumnDecode { .. }) => match row.try_get::<Option<Vec<u8>>, _>(column)? {
             None => Ok(None),
-            Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| sqlx::Error::ColumnDecode {
-                index: column.to_owned(),
-                source: Box::new(e),
-            }),
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) }),
         },
         Err(e) => Err(e),
     }

@@ -13,9 +13,8 @@ pub struct StoredUser {
 
 impl Store {
     pub async fn stored_users(&self) -> Result<Vec<StoredUser>, StoreError> {
-        let rows = sqlx::query("SELECT name, password_hash FROM dts_auth_users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, password_hash FROM dts_auth_users ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| Ok(StoredUser { name: text(r, "name")?, password_hash: text(r, "password_hash")? }))
             .collect::<Result<_, sqlx::Error>>()

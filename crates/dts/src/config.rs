@@ -111,10 +111,8 @@ impl Settings {
             None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
         };
         let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let store_url = args
-            .store_url
-            .or(file.store)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("dts.db").display()));
+        let store_url =
+            args.store_url.or(file.store).unwrap_or_else(|| format!("sqlite://{}", data_dir.join("dts.db").display()));
         let key = match (args.secret_key.or(file.secret_key), args.secret_key_file.or(file.secret_key_file)) {
             (Some(inline), _) => KeySource::Inline(Secret::new(inline)),
             (None, Some(path)) => KeySource::File(path),

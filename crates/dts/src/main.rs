@@ -127,9 +127,7 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
         KeySource::File(path) => SecretCipher::load_or_create_file(path)?,
     };
     let url = settings.store_url.expose();
-    let store = Store::open(url, cipher)
-        .await
-        .map_err(|source| RunError::Store { url: redact_url(url), source })?;
+    let store = Store::open(url, cipher).await.map_err(|source| RunError::Store { url: redact_url(url), source })?;
     tracing::info!(store = %redact_url(url), backend = store.backend().name(), "task store ready");
 
     let users = users_with_bootstrap(&store, settings.users).await?;

@@ -92,9 +92,7 @@ fn eval(expr: &Expr, like: &[regex::Regex], li: &mut usize, row: &dyn RowView) -
             if value == Scalar::Null {
                 return Truth::Unknown;
             }
-            let found = list
-                .iter()
-                .any(|item| compare(&value, &resolve(item, row)) == Some(Ordering::Equal));
+            let found = list.iter().any(|item| compare(&value, &resolve(item, row)) == Some(Ordering::Equal));
             Truth::from_bool(found).negate_if(*negated)
         }
         Expr::IsNull { operand, negated } => {

@@ -182,9 +182,10 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), FilterErr
                 ))
             }
             Some('\\') => {
-                let escaped = chars.get(i + 1).copied().ok_or_else(|| {
-                    FilterError::new(i + 2, "an escaped character after '\\'", "end of input")
-                })?;
+                let escaped = chars
+                    .get(i + 1)
+                    .copied()
+                    .ok_or_else(|| FilterError::new(i + 2, "an escaped character after '\\'", "end of input"))?;
                 s.push(match escaped {
                     'n' => '\n',
                     't' => '\t',
@@ -254,8 +255,7 @@ fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), FilterError>
             i += 1;
         } else if (c == 'e' || c == 'E')
             && (chars.get(i + 1).is_some_and(char::is_ascii_digit)
-                || (matches!(chars.get(i + 1), Some('+' | '-'))
-                    && chars.get(i + 2).is_some_and(char::is_ascii_digit)))
+                || (matches!(chars.get(i + 1), Some('+' | '-')) && chars.get(i + 2).is_some_and(char::is_ascii_digit)))
         {
             is_float = true;
             i += 2;

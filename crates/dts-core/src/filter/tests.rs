@@ -157,10 +157,17 @@ fn expr() -> impl Strategy<Value = Expr> {
         (operand(), prop::collection::vec(literal(), 1..4), any::<bool>())
             .prop_map(|(operand, list, negated)| Expr::In { operand, list, negated }),
         (operand(), any::<bool>()).prop_map(|(operand, negated)| Expr::IsNull { operand, negated }),
-        (operand(), ".{0,6}", any::<bool>())
-            .prop_map(|(operand, pattern, negated)| Expr::Like { operand, pattern, negated }),
-        (operand(), operand(), operand(), any::<bool>())
-            .prop_map(|(operand, low, high, negated)| Expr::Between { operand, low, high, negated }),
+        (operand(), ".{0,6}", any::<bool>()).prop_map(|(operand, pattern, negated)| Expr::Like {
+            operand,
+            pattern,
+            negated
+        }),
+        (operand(), operand(), operand(), any::<bool>()).prop_map(|(operand, low, high, negated)| Expr::Between {
+            operand,
+            low,
+            high,
+            negated
+        }),
     ];
     leaf.prop_recursive(4, 24, 2, |inner| {
         prop_oneof![

@@ -118,7 +118,11 @@ fn semantic_errors_have_specific_codes() {
         ),
         (with_task(|t| t["filters"] = serde_json::json!([])), ErrorCode::InvalidFilters, "task.filters"),
         (with_task(|t| t["filters"][1]["dbname"] = "".into()), ErrorCode::InvalidFilters, "task.filters[1].dbname"),
-        (with_task(|t| t["filters"][0]["match"] = "/a(/".into()), ErrorCode::InvalidTableRegex, "task.filters[0].match"),
+        (
+            with_task(|t| t["filters"][0]["match"] = "/a(/".into()),
+            ErrorCode::InvalidTableRegex,
+            "task.filters[0].match",
+        ),
         (
             with_task(|t| t["filters"][1]["filter"] = "id = ".into()),
             ErrorCode::InvalidRowFilter,

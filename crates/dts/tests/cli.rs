@@ -1,0 +1,251 @@
+//! The `dts` binary as users run it: start-up, configuration precedence,
+//! first-start credentials, and clean failures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dts");
+const SEED_AUTH: &str = "Basic cmVwbGljYXRvcjpkdHNmb3IzLjE0MTU5MjY=";
+
+/// A `dts` process that is killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `dts` command with a clean environment (no inherited DTS_* settings).
+fn dts(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env("DTS_LOG", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DTS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn get(port: u16, path: &str, auth: Option<&str>) -> Result<(u16, String), String> {
+    let mut req = ureq::get(&format!("http://127.0.0.1:{port}{path}")).timeout(Duration::from_secs(5));
+    if let Some(a) = auth {
+        req = req.set("Authorization", a);
+    }
+    match req.call() {
+        Ok(r) => Ok((r.status(), r.into_string().unwrap())),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Polls `/healthz` until the server answers or the deadline passes.
+fn wait_ready(proc: &mut Proc, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((200, _)) = get(port, "/healthz", None) {
+            return;
+        }
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = proc.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("dts exited with {status} before serving: {err}");
+        }
+        assert!(Instant::now() < deadline, "dts did not serve on port {port} in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Proc {
+    Proc(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+}
+
+/// Stops the process with SIGTERM-free means (kill) and returns its stderr.
+fn stop_and_read_stderr(mut proc: Proc) -> String {
+    let _ = proc.0.kill();
+    let _ = proc.0.wait();
+    let mut err = String::new();
+    if let Some(mut e) = proc.0.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    err
+}
+
+#[test]
+fn first_start_generates_a_user_once_and_its_password_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = spawn(dts(dir.path()).args(["standalone", "--listen", &format!("127.0.0.1:{port}")]));
+    wait_ready(&mut first, port);
+    let err = stop_and_read_stderr(first);
+    let password = err
+        .lines()
+        .find_map(|l| l.strip_prefix("dts:   password: "))
+        .unwrap_or_else(|| panic!("no generated password printed: {err}"))
+        .trim()
+        .to_owned();
+    assert_eq!(password.len(), 24);
+    assert!(dir.path().join("data/dts.db").exists(), "embedded store in ./data by default");
+
+    let mut second = spawn(dts(dir.path()).args(["standalone", "--listen", &format!("127.0.0.1:{port}")]));
+    wait_ready(&mut second, port);
+    use base64::Engine;
+    let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}")));
+    let (status, body) = get(port, "/v1/task/list", Some(&good)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = get(port, "/v1/task/list", Some(SEED_AUTH)).unwrap();
+    assert_eq!(status, 401, "the seed's test user is not built in");
+    let err = stop_and_read_stderr(second);
+    assert!(!err.contains(&password), "the password is printed only once");
+    let db = std::fs::read(dir.path().join("data/dts.db")).unwrap();
+    assert!(!db.windows(password.len()).any(|w| w == password.as_bytes()), "only a hash is stored");
+}
+
+#[test]
+fn flags_override_variables_which_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("dts.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{file_port}\"\ndata_dir = \"{}\"\n[[users]]\nname = \"replicator\"\npassword = \"dtsfor3.1415926\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let mut from_file = spawn(dts(dir.path()).args(["standalone", "--config", cfg]));
+    wait_ready(&mut from_file, file_port);
+    assert_eq!(get(file_port, "/v1/task/list", Some(SEED_AUTH)).unwrap().0, 200);
+    drop(from_file);
+    assert!(dir.path().join("state/dts.db").exists(), "data_dir from the file");
+
+    let mut from_env =
+        spawn(dts(dir.path()).args(["standalone", "--config", cfg]).env("DTS_LISTEN", format!("127.0.0.1:{env_port}")));
+    wait_ready(&mut from_env, env_port);
+    drop(from_env);
+
+    let mut from_flag = spawn(
+        dts(dir.path())
+            .args(["standalone", "--config", cfg, "--listen", &format!("127.0.0.1:{flag_port}")])
+            .env("DTS_LISTEN", format!("127.0.0.1:{env_port}")),
+    );
+    wait_ready(&mut from_flag, flag_port);
+    assert!(get(env_port, "/healthz", None).is_err(), "the variable lost to the flag");
+    drop(from_flag);
+
+    // DTS_AUTH_USERS adds users; DTS_STORE_URL picks the store.
+    let store = dir.path().join("other.db");
+    let mut with_env = spawn(
+        dts(dir.path())
+            .args(["control", "--config", cfg, "--listen", &format!("127.0.0.1:{flag_port}")])
+            .env("DTS_AUTH_USERS", "ops:pw1")
+            .env("DTS_STORE_URL", format!("sqlite://{}", store.display())),
+    );
+    wait_ready(&mut with_env, flag_port);
+    let ops = "Basic b3BzOnB3MQ==";
+    assert_eq!(get(flag_port, "/v1/task/list", Some(ops)).unwrap().0, 200);
+    assert!(store.exists());
+}
+
+#[test]
+fn bad_settings_fail_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = dts(dir.path()).args(args).envs(envs.iter().copied()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    std::fs::write(dir.path().join("typo.toml"), "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let (code, err) = run(&["standalone", "--config", "typo.toml"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown field `lisen`"), "{err}");
+
+    let (code, err) = run(&["standalone", "--config", "missing.toml"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot read config file missing.toml"), "{err}");
+
+    let (code, err) = run(&["standalone"], &[("DTS_STORE_URL", "redis://127.0.0.1")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unsupported store URL"), "{err}");
+
+    let (code, err) = run(&["standalone"], &[("DTS_SECRET_KEY", "c2hvcnQ=")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("must be 32 bytes"), "{err}");
+
+    let (code, err) = run(&["standalone"], &[("DTS_AUTH_USERS", "no-password")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("must be user:password"), "{err}");
+
+    let (code, err) = run(&["worker"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("dts standalone"), "{err}");
+}
+
+#[test]
+fn a_store_refuses_another_secret_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key_a = String::from_utf8(dts(dir.path()).arg("gen-key").output().unwrap().stdout).unwrap();
+    let key_b = String::from_utf8(dts(dir.path()).arg("gen-key").output().unwrap().stdout).unwrap();
+    assert_ne!(key_a, key_b);
+    let mut first = spawn(
+        dts(dir.path())
+            .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DTS_SECRET_KEY", key_a.trim())
+            .env("DTS_AUTH_USERS", "a:b"),
+    );
+    wait_ready(&mut first, port);
+    drop(first);
+    let out = dts(dir.path())
+        .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DTS_SECRET_KEY", key_b.trim())
+        .env("DTS_AUTH_USERS", "a:b")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another secret key"), "{err}");
+    assert!(!err.contains(key_b.trim()), "the key is never printed");
+}
+
+#[test]
+fn hash_password_output_logs_a_user_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = dts(dir.path()).arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let config = dir.path().join("dts.toml");
+    std::fs::write(&config, format!("[[users]]\nname = \"ops\"\npassword_hash = '{hash}'\n")).unwrap();
+    let port = free_port();
+    let mut server = spawn(dts(dir.path()).args([
+        "standalone",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]));
+    wait_ready(&mut server, port);
+    use base64::Engine;
+    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ops:correct horse"));
+    assert_eq!(get(port, "/v1/task/list", Some(&auth)).unwrap().0, 200);
+    let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ops:wrong horse"));
+    assert_eq!(get(port, "/v1/task/list", Some(&wrong)).unwrap().0, 401);
+}
