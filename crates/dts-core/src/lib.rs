@@ -8,8 +8,10 @@
 //! - [`matcher`]: table matching (`filters[].match`: exact or `/regex/`).
 //! - [`task`]: task states as the list endpoint shows them.
 //! - [`code`]: the numeric error codes of the API envelope.
+//! - [`event`]: row changes and column values as the pipeline carries them.
 
 pub mod code;
+pub mod event;
 pub mod filter;
 pub mod matcher;
 pub mod spec;
