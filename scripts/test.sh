@@ -18,6 +18,9 @@ ensure_build_deps() {
     command -v cc >/dev/null 2>&1 || want+=(build-essential)
     command -v pkg-config >/dev/null 2>&1 || want+=(pkg-config)
     command -v python3 >/dev/null 2>&1 || want+=(python3)
+    # rdkafka builds its bundled librdkafka with cmake, which includes curl's headers.
+    command -v cmake >/dev/null 2>&1 || want+=(cmake)
+    [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || want+=(libcurl4-openssl-dev)
     if [ ${#want[@]} -gt 0 ]; then
         log "installing ${want[*]}"
         local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo

@@ -4,7 +4,8 @@
 //! Servers are found through environment variables that
 //! `scripts/services.sh up` writes to `.services/env`:
 //! - `DTS_TEST_MYSQL_URL`: admin URL of a MariaDB/MySQL server;
-//! - `DTS_TEST_PG_URL`: admin URL of a PostgreSQL server.
+//! - `DTS_TEST_PG_URL`: admin URL of a PostgreSQL server;
+//! - `DTS_TEST_KAFKA_ADDR`: a Kafka-protocol broker.
 //!
 //! A backend whose variable is unset is skipped with a notice, unless
 //! `DTS_REQUIRE_SERVICES=1` (set by `scripts/test.sh` and CI), where a
@@ -86,6 +87,23 @@ pub async fn fresh_store(backend: Backend) -> Option<TestStore> {
     let key = SecretCipher::generate_key_base64();
     let store = Store::open(&url, SecretCipher::from_base64(&key).unwrap()).await.expect("open store");
     Some(TestStore { store, url, key, _dir: dir })
+}
+
+/// The Kafka-protocol broker's bootstrap address, or `None` to skip.
+pub fn kafka_addr() -> Option<String> {
+    match std::env::var("DTS_TEST_KAFKA_ADDR") {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            assert!(!required(), "DTS_TEST_KAFKA_ADDR is not set but DTS_REQUIRE_SERVICES=1");
+            eprintln!("skipped: DTS_TEST_KAFKA_ADDR is not set (run scripts/services.sh up)");
+            None
+        }
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("{prefix}_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 /// A running API server on an ephemeral loopback port.

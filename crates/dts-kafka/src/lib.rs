@@ -1,0 +1,233 @@
+//! The dts Kafka sink: an idempotent producer whose every message yields an
+//! [`Ack`] future, and topic creation through the admin API.
+//!
+//! # Layout
+//! - [`SinkConfig`]: brokers, partition count and replication factor of
+//!   topics dts creates, and the producer's bounds.
+//! - [`KafkaSink`]: `partitions(topic)` creates a missing topic and returns
+//!   its partition count (cached); `send` enqueues one message and returns
+//!   its acknowledgement.
+//!
+//! The checkpointer awaits acks in source order, so a position only advances
+//! once every message before it is on the broker.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+/// How dts talks to Kafka.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Partitions of topics dts creates.
+    pub topic_partitions: i32,
+    /// Replication factor of topics dts creates.
+    pub replication_factor: i32,
+    /// Messages buffered in the producer; the bound that turns a slow broker
+    /// into backpressure on the binlog reader instead of memory growth.
+    pub max_buffered_messages: u32,
+    /// How long librdkafka retries a message before reporting it failed.
+    pub message_timeout: Duration,
+}
+
+impl SinkConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_partitions: 3,
+            replication_factor: 1,
+            max_buffered_messages: 100_000,
+            message_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The configuration cannot work; retrying will not help.
+    #[error("invalid Kafka configuration: {0}")]
+    Config(String),
+    /// A topic could not be created or described.
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String, transient: bool },
+    /// A message was not delivered (broker down, timeout): retry from the checkpoint.
+    #[error("Kafka delivery failed: {0}")]
+    Delivery(String),
+}
+
+impl SinkError {
+    /// True when the task should retry from its checkpoint rather than fail.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Config(_) => false,
+            Self::Topic { transient, .. } => *transient,
+            Self::Delivery(_) => true,
+        }
+    }
+}
+
+/// Where an acknowledged message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The acknowledgement of one message.
+pub struct Ack(DeliveryFuture);
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+impl Ack {
+    pub async fn wait(self) -> Result<Delivered, SinkError> {
+        match self.0.await {
+            Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+            Ok(Err((e, _))) => Err(SinkError::Delivery(e.to_string())),
+            Err(_) => Err(SinkError::Delivery("the producer was closed before the message was acknowledged".into())),
+        }
+    }
+}
+
+/// A producer and an admin client on one cluster.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    config: SinkConfig,
+    /// Partition counts of topics already checked or created.
+    partitions: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink").field("brokers", &self.config.brokers).finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    pub fn connect(config: SinkConfig) -> Result<Self, SinkError> {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &config.brokers);
+        let admin: AdminClient<DefaultClientContext> =
+            client.create().map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
+        let producer: FutureProducer = client
+            // Idempotence: broker-side dedup of retried batches, per-partition order kept.
+            .set("enable.idempotence", "true")
+            // dts creates topics itself with the configured partitions and
+            // replication; a metadata request must not auto-create them.
+            .set("allow.auto.create.topics", "false")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", config.max_buffered_messages.to_string())
+            .set("message.timeout.ms", config.message_timeout.as_millis().to_string())
+            .create()
+            .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
+        Ok(Self { producer, admin, config, partitions: Mutex::new(HashMap::new()) })
+    }
+
+    /// The topic's partition count, creating the topic first if it is missing.
+    pub async fn partitions(&self, topic: &str) -> Result<u32, SinkError> {
+        if let Some(n) = self.partitions.lock().ok().and_then(|m| m.get(topic).copied()) {
+            return Ok(n);
+        }
+        let n = match self.describe(topic).await? {
+            Some(n) => n,
+            None => self.create(topic).await?,
+        };
+        if let Ok(mut m) = self.partitions.lock() {
+            m.insert(topic.to_owned(), n);
+        }
+        Ok(n)
+    }
+
+    /// Partition count from metadata, or `None` when the topic does not exist.
+    async fn describe(&self, topic: &str) -> Result<Option<u32>, SinkError> {
+        let producer = self.producer.clone();
+        let name = topic.to_owned();
+        let metadata =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), Duration::from_secs(10)))
+                .await
+                .map_err(|e| self.topic_error(topic, e.to_string(), true))?
+                .map_err(|e| self.topic_error(topic, e.to_string(), true))?;
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
+        match t.error() {
+            None if !t.partitions().is_empty() => Ok(Some(t.partitions().len() as u32)),
+            None => Ok(None),
+            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => Ok(None),
+            Some(e) => Err(self.topic_error(topic, format!("{:?}", RDKafkaErrorCode::from(e)), true)),
+        }
+    }
+
+    async fn create(&self, topic: &str) -> Result<u32, SinkError> {
+        let new =
+            NewTopic::new(topic, self.config.topic_partitions, TopicReplication::Fixed(self.config.replication_factor));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results =
+            self.admin.create_topics([&new], &opts).await.map_err(|e| self.topic_error(topic, e.to_string(), true))?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code @ (RDKafkaErrorCode::InvalidTopic | RDKafkaErrorCode::TopicAuthorizationFailed))) => {
+                    return Err(self.topic_error(topic, format!("cannot be created: {code}"), false))
+                }
+                Err((_, code)) => return Err(self.topic_error(topic, format!("cannot be created: {code}"), true)),
+            }
+        }
+        // Metadata can lag the creation: poll until the partitions show up.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(n) = self.describe(topic).await? {
+                tracing::info!(topic, partitions = n, "created topic");
+                return Ok(n);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.topic_error(topic, "created but its partitions never appeared".into(), true));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn topic_error(&self, topic: &str, reason: String, transient: bool) -> SinkError {
+        SinkError::Topic { topic: topic.to_owned(), reason, transient }
+    }
+
+    /// Enqueues one message for `partition` of `topic`. When the producer's
+    /// buffer is full this waits for room: the backpressure that bounds memory.
+    pub async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
+        let partition = i32::try_from(partition).map_err(|_| SinkError::Config("partition out of range".into()))?;
+        let mut record = FutureRecord::to(topic).partition(partition).key(key).payload(payload);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(ack) => return Ok(Ack(ack)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // librdkafka has no "room available" notification; its own
+                    // blocking send polls the same way.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(SinkError::Delivery(e.to_string())),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for every buffered message to be acknowledged.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|e| SinkError::Delivery(e.to_string()))?
+            .map_err(|e| SinkError::Delivery(e.to_string()))
+    }
+}
