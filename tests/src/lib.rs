@@ -101,6 +101,76 @@ pub fn kafka_addr() -> Option<String> {
     }
 }
 
+/// A database of its own on the test MariaDB (row binlog, GTID), with the
+/// admin connection details a task's `source` needs.
+#[derive(Debug)]
+pub struct SourceDb {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub db: String,
+    pub pool: mysql_async::Pool,
+}
+
+impl SourceDb {
+    /// Creates a fresh database; `None` to skip when no MariaDB is configured.
+    pub async fn create() -> Option<Self> {
+        let Ok(url) = std::env::var("DTS_TEST_MYSQL_URL") else {
+            assert!(!required(), "DTS_TEST_MYSQL_URL is not set but DTS_REQUIRE_SERVICES=1");
+            eprintln!("skipped: DTS_TEST_MYSQL_URL is not set (run scripts/services.sh up)");
+            return None;
+        };
+        let rest = url.trim_start_matches("mysql://").trim_end_matches('/');
+        let (userinfo, hostport) = rest.rsplit_once('@').expect("user@host in DTS_TEST_MYSQL_URL");
+        let (user, password) = userinfo.split_once(':').expect("user:password in DTS_TEST_MYSQL_URL");
+        let (host, port) = hostport.rsplit_once(':').expect("host:port in DTS_TEST_MYSQL_URL");
+        let db = format!("src_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let admin = mysql_async::Pool::new(url.as_str());
+        {
+            use mysql_async::prelude::Queryable;
+            let mut conn = admin.get_conn().await.expect("connect to the test MariaDB");
+            conn.query_drop(format!("CREATE DATABASE `{db}`")).await.expect("create database");
+        }
+        admin.disconnect().await.ok();
+        let pool = mysql_async::Pool::new(format!("{url}/{db}").as_str());
+        Some(Self {
+            host: host.to_owned(),
+            port: port.parse().expect("port"),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            db,
+            pool,
+        })
+    }
+
+    /// Runs statements in order on one connection.
+    pub async fn exec(&self, statements: &[&str]) {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.pool.get_conn().await.expect("connect");
+        for s in statements {
+            conn.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    }
+
+    pub fn source_config(&self, server_id: u32) -> dts_source::SourceConfig {
+        dts_source::SourceConfig {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: dts_core::spec::Secret::new(self.password.clone()),
+            server_id,
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A random replica server id, so parallel tests never share one.
+pub fn random_server_id() -> u32 {
+    1_000_000 + (rand::random::<u32>() % 1_000_000_000)
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)

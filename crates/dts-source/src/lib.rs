@@ -1,0 +1,163 @@
+//! The dts MySQL/MariaDB source: connects as a replica, checks the server's
+//! replication settings, and turns the row-based binlog into row changes,
+//! DDL events and transaction commits.
+//!
+//! # Layout
+//! - [`checks`]: what the server must provide before a task streams (ROW
+//!   format, FULL row image, privileges), failing with a clear reason.
+//! - [`reader`]: the binlog stream loop: GTIDs, table maps, rows, DDL,
+//!   commits; sends [`SourceItem`]s into a bounded channel (backpressure).
+//! - [`schema`]: table shapes from `information_schema`, cached until DDL.
+//! - [`decode`]: binlog values to [`dts_core::event::Value`].
+//! - [`ddl`]: which QUERY statements are DDL and which table they name.
+//! - [`position`]: checkpoints and GTID sets of both flavors.
+//!
+//! Errors are either transient (retry from the last checkpoint) or definite
+//! (fail the task with the reason): see [`SourceError`].
+
+pub mod checks;
+pub mod ddl;
+pub mod decode;
+pub mod position;
+pub mod reader;
+pub mod schema;
+
+use std::time::Duration;
+
+use dts_core::spec::Secret;
+use mysql_async::prelude::Queryable;
+
+pub use position::{Checkpoint, Flavor};
+pub use reader::SourceItem;
+
+/// Server error codes after which retrying cannot help.
+const DEFINITE_SERVER_ERRORS: [u16; 8] = [
+    1044, // access denied to a database
+    1045, // access denied (bad user or password)
+    1142, // command denied on a table
+    1227, // access denied: a privilege is missing
+    1236, // fatal binlog error: position or GTID purged or unknown
+    1049, // unknown database
+    1251, // client does not support the authentication protocol
+    1698, // access denied (auth plugin)
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// Connection lost, server restarting: retry from the checkpoint.
+    #[error("{0}")]
+    Transient(String),
+    /// Wrong settings, missing privileges, purged binlog: the task fails.
+    #[error("{0}")]
+    Definite(String),
+}
+
+impl SourceError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+
+    pub fn from_mysql(e: mysql_async::Error) -> Self {
+        match &e {
+            mysql_async::Error::Server(s) if DEFINITE_SERVER_ERRORS.contains(&s.code) => {
+                let hint = if s.code == 1236 {
+                    " (the binlog at the task's checkpoint is gone from the source: resubmit the task with incr=false to copy the data again)"
+                } else {
+                    ""
+                };
+                Self::Definite(format!("source error {}: {}{hint}", s.code, s.message))
+            }
+            mysql_async::Error::Url(_) => Self::Definite(format!("source address: {e}")),
+            _ => Self::Transient(format!("source: {e}")),
+        }
+    }
+}
+
+/// How to reach the source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    /// Replica server id; unique among the source's replicas (one per task).
+    pub server_id: u32,
+    /// Silence after which the connection is presumed dead; the server
+    /// sends heartbeats every second, so this only fires when it is gone.
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl SourceConfig {
+    fn opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.expose().to_owned()))
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// A fresh connection, bounded by `connect_timeout`.
+    pub async fn connect(&self) -> Result<mysql_async::Conn, SourceError> {
+        match tokio::time::timeout(self.connect_timeout, mysql_async::Conn::new(self.opts())).await {
+            Ok(result) => result.map_err(SourceError::from_mysql),
+            Err(_) => Err(SourceError::Transient(format!(
+                "source {}:{} did not answer within {:?}",
+                self.host, self.port, self.connect_timeout
+            ))),
+        }
+    }
+}
+
+/// What the source server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub flavor: Flavor,
+    pub version: String,
+    /// MySQL `gtid_mode=ON`; always true on MariaDB, whose binlog always has GTIDs.
+    pub gtids: bool,
+    /// Events carry a CRC32 checksum.
+    pub checksums: bool,
+}
+
+pub async fn server_info(conn: &mut mysql_async::Conn) -> Result<ServerInfo, SourceError> {
+    let version: String =
+        conn.query_first("SELECT VERSION()").await.map_err(SourceError::from_mysql)?.unwrap_or_default();
+    let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::MariaDb } else { Flavor::MySql };
+    let gtids = match flavor {
+        Flavor::MariaDb => true,
+        Flavor::MySql => {
+            let mode: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_mode").await.unwrap_or(None);
+            mode.is_some_and(|m| m.eq_ignore_ascii_case("ON"))
+        }
+    };
+    let checksum: Option<String> =
+        conn.query_first("SELECT @@GLOBAL.binlog_checksum").await.map_err(SourceError::from_mysql)?;
+    Ok(ServerInfo { flavor, version, gtids, checksums: checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE")) })
+}
+
+/// The source's current end of binlog, where an `incr: true` task starts.
+pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -> Result<Checkpoint, SourceError> {
+    let status: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(row) => row,
+        // MySQL 8.4 renamed it.
+        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(SourceError::from_mysql)?,
+    };
+    let Some(row) = status else {
+        return Err(SourceError::Definite("binary logging is off on the source (log_bin): enable it".into()));
+    };
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or(4);
+    let gtid = match info.flavor {
+        Flavor::MariaDb => {
+            let g: Option<String> =
+                conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.map_err(SourceError::from_mysql)?;
+            g.unwrap_or_default()
+        }
+        Flavor::MySql if info.gtids => row.get::<String, _>(4).unwrap_or_default(),
+        Flavor::MySql => String::new(),
+    };
+    Ok(Checkpoint { flavor: info.flavor, file, pos, gtid })
+}
