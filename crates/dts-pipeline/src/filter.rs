@@ -48,6 +48,11 @@ impl TaskFilter {
         self.rules.iter().any(|r| r.db == db && r.table.matches(table))
     }
 
+    /// True when some entry names the database (for DDL that names no table).
+    pub fn selects_database(&self, db: &str) -> bool {
+        self.rules.iter().any(|r| r.db == db)
+    }
+
     /// True when the change is replicated. Inserts and snapshot reads test
     /// the new row, deletes the old one; an update passes when either image
     /// passes, so consumers also see a row leave the filtered set.

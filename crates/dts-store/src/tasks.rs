@@ -275,6 +275,29 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Every task assigned to `worker_id`, for the worker's supervisor.
+    pub async fn tasks_for_worker(&self, worker_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM dts_tasks WHERE worker_id = ? ORDER BY id");
+        let rows = sqlx::query(&self.backend.sql(&sql)).bind(worker_id.to_owned()).fetch_all(&self.pool).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Sets state and message only (the position is untouched), fenced by
+    /// `epoch` like [`Store::record_progress`].
+    pub async fn record_state(&self, id: i64, epoch: i64, state: TaskState, message: &str) -> Result<bool, StoreError> {
+        let sql =
+            self.backend.sql("UPDATE dts_tasks SET state = ?, message = ?, updated_at = ? WHERE id = ? AND epoch = ?");
+        let done = sqlx::query(&sql)
+            .bind(state.as_str())
+            .bind(message.to_owned())
+            .bind(now_ms())
+            .bind(id)
+            .bind(epoch)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The task's source password in clear, for the worker that connects.
     pub fn source_password(&self, task: &TaskRecord) -> Result<Secret, StoreError> {
         Ok(Secret::new(self.cipher.open(PASSWORD_PURPOSE, &task.sealed_password)?))

@@ -12,6 +12,7 @@ use dts_control::auth::{generate_password, hash_password, Authenticator, Credent
 use dts_control::{AppState, Placement};
 use dts_store::users::StoredUser;
 use dts_store::{redact_url, SecretCipher, Store};
+use dts_worker::{Worker, WorkerConfig};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{load_file, KeySource, ServeArgs, Settings};
@@ -132,18 +133,24 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
 
     let users = users_with_bootstrap(&store, settings.users).await?;
     let auth = Authenticator::new(users).map_err(|e| RunError::Other(e.to_string()))?;
+    let worker_id = format!("standalone@{}", settings.advertise);
     let placement = match mode {
-        Mode::Standalone => Placement::Local {
-            worker_id: format!("standalone@{}", settings.advertise),
-            service_addr: settings.advertise.clone(),
-        },
+        Mode::Standalone => Placement::Local { worker_id: worker_id.clone(), service_addr: settings.advertise.clone() },
         Mode::Control => Placement::Deferred,
     };
     let state = AppState { store: store.clone(), auth: Arc::new(auth), placement, limits: settings.limits };
+    // Shutdown protocol: a signal stops the API (finishing requests in
+    // flight), then the local worker flushes and checkpoints every task.
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = (mode == Mode::Standalone)
+        .then(|| tokio::spawn(Worker::new(store.clone(), WorkerConfig::new(worker_id)).run(worker_stopped)));
     tracing::info!(listen = %settings.listen, advertise = %settings.advertise, data_dir = %settings.data_dir.display(), mode = ?mode, "serving the dts API");
-    dts_control::serve(state, settings.listen, settings.http_workers, shutdown_signal())
-        .await
-        .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
+    let served = dts_control::serve(state, settings.listen, settings.http_workers, shutdown_signal()).await;
+    let _ = stop_worker.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    served.map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,0 +1,301 @@
+//! One task's life on this worker: connect, check, stream, deliver,
+//! checkpoint; retry transient errors from the last delivered position with
+//! backoff; fail on definite ones; stop cleanly when asked.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dts_core::event::Change;
+use dts_core::TaskState;
+use dts_kafka::{KafkaSink, SinkConfig};
+use dts_pipeline::filter::TaskFilter;
+use dts_pipeline::limit::RowLimiter;
+use dts_pipeline::route::Router;
+use dts_pipeline::shape::Shaper;
+use dts_source::reader::{now_ms, stream, Selection, SourceItem};
+use dts_source::{checks, current_position, server_info, Checkpoint, SourceConfig, SourceError};
+use dts_store::tasks::Progress;
+use dts_store::{Store, TaskRecord};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::acks::{track, Delivered, InFlight};
+use crate::error::RunError;
+use crate::WorkerConfig;
+
+/// Why a runner is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Running,
+    /// The operator stopped the task: end as `Stopped`.
+    Stop,
+    /// The spec changed: end quietly; a new runner starts from the checkpoint.
+    Restart,
+    /// The worker is shutting down: end as `Pending`, resumed at next start.
+    Shutdown,
+    /// The task was deleted or given to another worker: end without writing.
+    Lost,
+}
+
+/// A running task, as the supervisor sees it.
+#[derive(Debug)]
+pub struct TaskHandle {
+    pub version: i64,
+    pub epoch: i64,
+    stop: watch::Sender<StopReason>,
+    join: JoinHandle<()>,
+}
+
+impl TaskHandle {
+    pub fn stop(&self, reason: StopReason) {
+        self.stop.send_if_modified(|r| {
+            let changed = *r == StopReason::Running;
+            if changed {
+                *r = reason;
+            }
+            changed
+        });
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    pub async fn join(self) {
+        let _ = self.join.await;
+    }
+}
+
+pub fn spawn(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>) -> TaskHandle {
+    let (stop, stop_rx) = watch::channel(StopReason::Running);
+    let (version, epoch) = (task.version, task.epoch);
+    let join = tokio::spawn(run_task(store, task, cfg, stop_rx));
+    TaskHandle { version, epoch, stop, join }
+}
+
+async fn run_task(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>, mut stop: watch::Receiver<StopReason>) {
+    let id = task.id;
+    let mut resume = match task.checkpoint.as_deref().map(serde_json::from_str::<Checkpoint>).transpose() {
+        Ok(cp) => cp,
+        Err(e) => {
+            let _ = store.record_state(id, task.epoch, TaskState::Failed, &format!("unreadable checkpoint: {e}")).await;
+            return;
+        }
+    };
+    let mut backoff = cfg.retry_min;
+    loop {
+        let result = run_once(&store, &task, &cfg, &mut resume, &mut stop).await;
+        let reason = *stop.borrow();
+        let end = match result {
+            Ok(()) | Err(RunError::Transient(_)) if reason != StopReason::Running => Some(reason),
+            Ok(()) => Some(reason),
+            Err(RunError::Fenced) => Some(StopReason::Lost),
+            Err(RunError::Definite(message)) => {
+                tracing::error!(task = id, %message, "task failed");
+                let _ = store.record_state(id, task.epoch, TaskState::Failed, &message).await;
+                return;
+            }
+            Err(RunError::Transient(message)) => {
+                tracing::warn!(task = id, %message, retry_in = ?backoff, "task interrupted; retrying from its checkpoint");
+                let note = format!("retrying after: {message}");
+                if let Ok(false) = store.record_state(id, task.epoch, TaskState::Running, &note).await {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(cfg.retry_max);
+                None
+            }
+        };
+        if let Some(reason) = end {
+            let final_state = match reason {
+                StopReason::Stop => Some((TaskState::Stopped, "")),
+                StopReason::Shutdown => {
+                    Some((TaskState::Pending, "the worker stopped; the task resumes when it starts"))
+                }
+                StopReason::Running | StopReason::Restart | StopReason::Lost => None,
+            };
+            if let Some((state, message)) = final_state {
+                let _ = store.record_state(id, task.epoch, state, message).await;
+            }
+            tracing::info!(task = id, ?reason, "task ended");
+            return;
+        }
+    }
+}
+
+/// The task's filters as the source's table selection.
+struct FilterSelection(TaskFilter);
+
+impl Selection for FilterSelection {
+    fn table(&self, db: &str, table: &str) -> bool {
+        self.0.selects_table(db, table)
+    }
+    fn database(&self, db: &str) -> bool {
+        self.0.selects_database(db)
+    }
+}
+
+/// The stages between source and sink, built from the task's spec.
+struct Stages {
+    filter: TaskFilter,
+    shaper: Shaper,
+    router: Router,
+    limiter: RowLimiter,
+    sink: KafkaSink,
+}
+
+impl Stages {
+    async fn deliver(&self, change: &Change, inflight: &mpsc::Sender<InFlight>) -> Result<(), RunError> {
+        if let Change::Row(row) = change {
+            if !self.filter.passes(row) {
+                return Ok(());
+            }
+        }
+        let route = self.router.route(change);
+        let partitions = self.sink.partitions(&route.topic).await?;
+        let payload = self.shaper.encode(change, now_ms());
+        self.limiter.acquire(1).await;
+        let ack = self.sink.send(&route.topic, route.partition(partitions), &route.key, &payload).await?;
+        inflight.send(InFlight::Message(ack)).await.map_err(|_| RunError::Transient("the ack tracker stopped".into()))
+    }
+}
+
+fn progress(state: TaskState, cp: &Checkpoint, ts_ms: Option<i64>) -> Result<Progress, RunError> {
+    let checkpoint = serde_json::to_string(cp).map_err(|e| RunError::Definite(format!("checkpoint: {e}")))?;
+    Ok(Progress {
+        state,
+        message: String::new(),
+        pos: cp.display(),
+        checkpoint: Some(checkpoint),
+        transaction_time: ts_ms,
+    })
+}
+
+/// One connected run, until stopped (`Ok`) or an error.
+async fn run_once(
+    store: &Store,
+    task: &TaskRecord,
+    cfg: &WorkerConfig,
+    resume: &mut Option<Checkpoint>,
+    stop: &mut watch::Receiver<StopReason>,
+) -> Result<(), RunError> {
+    let spec = &task.spec;
+    let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
+    let dbs: BTreeSet<String> = spec.filters.iter().map(|f| f.dbname.clone()).collect();
+    let source = SourceConfig {
+        host: spec.source.host.clone(),
+        port: spec.source.port,
+        user: spec.source.username.clone(),
+        password: store.source_password(task)?,
+        server_id: cfg.server_id_base.wrapping_add(task.id as u32),
+        idle_timeout: cfg.source_idle_timeout,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let mut conn = source.connect().await?;
+    let info = server_info(&mut conn).await?;
+    checks::check_source(&mut conn, &info, &dbs.iter().cloned().collect::<Vec<_>>()).await?;
+    let start = match resume.clone() {
+        Some(cp) => cp,
+        // First start of an `incr: true` task: the source's current end.
+        None => current_position(&mut conn, &info).await?,
+    };
+    drop(conn);
+    let mut sink_cfg = SinkConfig::new(spec.kafka.addr.clone());
+    sink_cfg.topic_partitions = cfg.topic_partitions;
+    sink_cfg.replication_factor = cfg.replication_factor;
+    let stages = Stages {
+        shaper: Shaper::new(&spec.kafka),
+        router: Router::new(&spec.kafka),
+        limiter: RowLimiter::new(spec.rate_limit),
+        sink: KafkaSink::connect(sink_cfg)?,
+        filter: filter.clone(),
+    };
+    if !store
+        .record_progress(task.id, task.epoch, &progress(TaskState::Running, &start, task.transaction_time)?)
+        .await?
+    {
+        return Err(RunError::Fenced);
+    }
+    *resume = Some(start.clone());
+    tracing::info!(task = task.id, from = %start.display(), "task running");
+
+    let (tx, mut rx) = mpsc::channel(cfg.channel_capacity);
+    let selection = Arc::new(FilterSelection(filter));
+    let mut reader = tokio::spawn(async move { stream(&source, &info, &start, selection, tx).await });
+    let (inflight_tx, inflight_rx) = mpsc::channel(cfg.max_in_flight);
+    let (delivered_tx, delivered_rx) = watch::channel(None::<Delivered>);
+    let mut acker = tokio::spawn(track(inflight_rx, delivered_tx));
+    let mut tick = tokio::time::interval(cfg.checkpoint_interval);
+    let mut written: Option<Delivered> = None;
+    let mut last_write = Instant::now();
+
+    let outcome: Result<(), RunError> = loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break Ok(()),
+            _ = tick.tick() => {
+                let current = delivered_rx.borrow().clone();
+                if current != written || last_write.elapsed() >= cfg.heartbeat_interval {
+                    if let Some(d) = &current {
+                        let p = progress(TaskState::Running, &d.checkpoint, Some(d.ts_ms))?;
+                        if !store.record_progress(task.id, task.epoch, &p).await? {
+                            break Err(RunError::Fenced);
+                        }
+                        *resume = Some(d.checkpoint.clone());
+                    } else if !store.record_state(task.id, task.epoch, TaskState::Running, "").await? {
+                        break Err(RunError::Fenced);
+                    }
+                    written = current;
+                    last_write = Instant::now();
+                }
+            }
+            item = rx.recv() => match item {
+                Some(SourceItem::Change(change)) => {
+                    if let Err(e) = stages.deliver(&change, &inflight_tx).await {
+                        break Err(e);
+                    }
+                }
+                Some(SourceItem::Commit { checkpoint, ts_ms }) => {
+                    if inflight_tx.send(InFlight::Commit { checkpoint, ts_ms }).await.is_err() {
+                        break Err(RunError::Transient("the ack tracker stopped".into()));
+                    }
+                }
+                None => break match (&mut reader).await {
+                    Ok(Err(e)) => Err(e.into()),
+                    Ok(Ok(())) => Err(SourceError::Transient("the binlog reader stopped".into()).into()),
+                    Err(e) => Err(RunError::Transient(format!("the binlog reader crashed: {e}"))),
+                },
+            },
+            result = &mut acker => break match result {
+                Ok(Err(e)) => Err(e),
+                _ => Err(RunError::Transient("the ack tracker stopped".into())),
+            },
+        }
+    };
+
+    // Wind down: stop reading, let every sent message be acknowledged, and
+    // record the last fully delivered position.
+    reader.abort();
+    drop(rx);
+    drop(inflight_tx);
+    if !acker.is_finished() {
+        match tokio::time::timeout(cfg.drain_timeout, &mut acker).await {
+            Ok(Ok(Err(e))) => tracing::warn!(task = task.id, error = %e, "some messages were not acknowledged"),
+            Err(_) => tracing::warn!(task = task.id, "acknowledgements still pending at stop; they will be resent"),
+            _ => {}
+        }
+        acker.abort();
+    }
+    let last = delivered_rx.borrow().clone();
+    if let Some(d) = last.filter(|d| Some(d) != written.as_ref()) {
+        let p = progress(TaskState::Running, &d.checkpoint, Some(d.ts_ms))?;
+        if store.record_progress(task.id, task.epoch, &p).await? {
+            *resume = Some(d.checkpoint);
+        }
+    }
+    outcome
+}
