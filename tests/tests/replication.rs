@@ -3,67 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
-use dts_e2e::{kafka_addr, read_topic, unique_topic, wait_for, Backend, SourceDb, TestApi};
-use dts_worker::{Worker, WorkerConfig};
+use dts_e2e::{read_topic, unique_topic, Rig};
 use serde_json::{json, Value};
-
-/// The API, a worker running its tasks, the source database and the broker.
-struct Rig {
-    api: TestApi,
-    src: SourceDb,
-    kafka: String,
-    stop_worker: tokio::sync::watch::Sender<bool>,
-    worker: tokio::task::JoinHandle<()>,
-}
-
-impl Rig {
-    async fn start() -> Option<Self> {
-        let kafka = kafka_addr()?;
-        let src = SourceDb::create().await?;
-        let api = TestApi::start(Backend::Sqlite).await?;
-        let mut cfg = WorkerConfig::new("test-node");
-        cfg.poll_interval = Duration::from_millis(100);
-        cfg.checkpoint_interval = Duration::from_millis(100);
-        cfg.server_id_base = dts_e2e::random_server_id();
-        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(Worker::new(api.db.store.clone(), cfg).run(stopped));
-        Some(Self { api, src, kafka, stop_worker, worker })
-    }
-
-    /// A task body like the seed's, pointing at the test servers.
-    fn task(&self, kafka: Value, filters: Value) -> String {
-        json!({"task": {
-            "source": {"host": self.src.host, "port": self.src.port, "username": self.src.user, "password": self.src.password},
-            "kafka": kafka,
-            "filters": filters,
-            "incr": true
-        }})
-        .to_string()
-    }
-
-    async fn submit(&self, body: &str) -> i64 {
-        let r = self.api.call("POST", "/v1/dispatch/submit", Some(body)).await;
-        r.expect_ok()["id"].as_i64().unwrap()
-    }
-
-    /// The task's list entry once `pred` holds for it.
-    async fn wait_task(&self, id: i64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_for(30, what, || async {
-            let r = self.api.call("GET", "/v1/task/list?per_page=1000", None).await;
-            let tasks = r.expect_ok()["tasks"].as_array().cloned().unwrap_or_default();
-            tasks.into_iter().find(|t| t["id"] == id && pred(t))
-        })
-        .await
-    }
-
-    async fn stop(self) {
-        let _ = self.stop_worker.send(true);
-        let _ = self.worker.await;
-        self.api.stop().await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_shaped_task_replicates_inserts_updates_and_deletes() {

@@ -40,7 +40,12 @@ fn decode_plain(v: &My, col: &ColumnInfo) -> Result<Value, String> {
     Ok(match (v, col.kind) {
         (My::NULL, _) => Value::Null,
         (My::Int(i), ColumnKind::Enum) => enum_label(*i, col),
+        // The column's declared signedness decides, whatever the table map's
+        // signedness bits said: re-reading the integer by width is the same
+        // for values that were already right.
         (My::Int(i), ColumnKind::Int(bytes)) if col.unsigned => Value::UInt(unsigned(*i, bytes)),
+        (My::Int(i), ColumnKind::Int(bytes)) => Value::Int(signed(*i, bytes)),
+        (My::UInt(u), ColumnKind::Int(_)) if !col.unsigned => Value::Int(*u as i64),
         (My::Int(i), ColumnKind::Timestamp) => Value::Temporal(timestamp_text(*i, 0, col.fsp)?),
         (My::Int(i), ColumnKind::Year) => Value::UInt(u64::try_from(*i).unwrap_or(0)),
         (My::Int(i), _) => Value::Int(*i),
@@ -117,6 +122,15 @@ fn unsigned(v: i64, bytes: u8) -> u64 {
         v as u64
     } else {
         (v as u64) & ((1u64 << (u32::from(bytes) * 8)) - 1)
+    }
+}
+
+fn signed(v: i64, bytes: u8) -> i64 {
+    if bytes >= 8 {
+        v
+    } else {
+        let shift = 64 - u32::from(bytes) * 8;
+        (v << shift) >> shift
     }
 }
 
@@ -198,6 +212,11 @@ mod tests {
         assert_eq!(d(My::Int(-1), &col(ColumnKind::Int(8), true)), Value::UInt(u64::MAX));
         assert_eq!(d(My::UInt(u64::MAX), &col(ColumnKind::Int(8), true)), Value::UInt(u64::MAX));
         assert_eq!(d(My::Int(-128), &col(ColumnKind::Int(1), false)), Value::Int(-128));
+        // Read as unsigned by mistake: the declared sign wins.
+        assert_eq!(d(My::Int(8_388_608), &col(ColumnKind::Int(3), false)), Value::Int(-8_388_608));
+        assert_eq!(d(My::Int(128), &col(ColumnKind::Int(1), false)), Value::Int(-128));
+        assert_eq!(d(My::Int(127), &col(ColumnKind::Int(1), false)), Value::Int(127));
+        assert_eq!(d(My::UInt(u64::MAX), &col(ColumnKind::Int(8), false)), Value::Int(-1));
         assert_eq!(d(My::Int(i64::MIN), &col(ColumnKind::Int(8), false)), Value::Int(i64::MIN));
         assert_eq!(decode(None, &col(ColumnKind::Int(4), false)).unwrap(), Value::Null);
     }
