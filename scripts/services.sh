@@ -3,6 +3,8 @@
 #
 #   scripts/services.sh up [mariadb] [postgres] [kafka]   start them (all when none named)
 #   scripts/services.sh down                       stop what `up` started
+#   scripts/services.sh restart mariadb            stop and start it again, data kept
+#                                                  (for source-restart tests)
 #   scripts/services.sh env                        print the env file's path
 #
 # Everything lives under $DTS_SERVICES_DIR (default: .services/ in the repo),
@@ -184,6 +186,17 @@ stop_postgres() {
     "${as[@]}" "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+restart_mariadb() {
+    local d="$DIR/mariadb"
+    [ -f "$d/my.cnf" ] || { log "no MariaDB under $d to restart"; return 1; }
+    stop_pidfile "$d/mariadb.pid"
+    nohup mariadbd --defaults-file="$d/my.cnf" >>"$d/stdout.log" 2>&1 &
+    if ! wait_for 30 mariadb-admin --defaults-file="$d/my.cnf" -uroot ping; then
+        log "MariaDB did not restart; its log:"; tail -30 "$d/error.log" >&2; return 1
+    fi
+    log "MariaDB restarted"
+}
+
 down() {
     stop_pidfile "$DIR/mariadb/mariadb.pid"
     stop_pidfile "$DIR/kafka/tansu.pid"
@@ -213,5 +226,10 @@ case "${1:-}" in
     up) shift; up "$@" ;;
     down) down ;;
     env) echo "$ENV_FILE" ;;
+    restart)
+        case "${2:-}" in
+            mariadb) restart_mariadb ;;
+            *) echo "usage: $0 restart mariadb" >&2; exit 2 ;;
+        esac ;;
     *) echo "usage: $0 up [mariadb] [postgres] [kafka] | down | env" >&2; exit 2 ;;
 esac

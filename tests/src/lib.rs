@@ -121,6 +121,12 @@ impl SourceDb {
             eprintln!("skipped: DTS_TEST_MYSQL_URL is not set (run scripts/services.sh up)");
             return None;
         };
+        Some(Self::create_on(&url).await)
+    }
+
+    /// Creates a fresh database on the server at `url` (`mysql://user:pw@host:port`).
+    pub async fn create_on(url: &str) -> Self {
+        let url = url.to_owned();
         let rest = url.trim_start_matches("mysql://").trim_end_matches('/');
         let (userinfo, hostport) = rest.rsplit_once('@').expect("user@host in DTS_TEST_MYSQL_URL");
         let (user, password) = userinfo.split_once(':').expect("user:password in DTS_TEST_MYSQL_URL");
@@ -134,14 +140,14 @@ impl SourceDb {
         }
         admin.disconnect().await.ok();
         let pool = mysql_async::Pool::new(format!("{url}/{db}").as_str());
-        Some(Self {
+        Self {
             host: host.to_owned(),
             port: port.parse().expect("port"),
             user: user.to_owned(),
             password: password.to_owned(),
             db,
             pool,
-        })
+        }
     }
 
     /// Runs statements in order on one connection.
@@ -166,6 +172,61 @@ impl SourceDb {
     }
 }
 
+/// A MariaDB server of a test's own (started by `scripts/services.sh` into
+/// a private folder), for tests that stop or restart it.
+#[derive(Debug)]
+pub struct PrivateMariaDb {
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateMariaDb {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh")
+    }
+
+    fn run(&self, args: &[&str]) {
+        let status = std::process::Command::new(Self::script())
+            .args(args)
+            .env("DTS_SERVICES_DIR", self.dir.path())
+            .status()
+            .expect("run scripts/services.sh");
+        assert!(status.success(), "scripts/services.sh {args:?} failed");
+    }
+
+    /// Starts one; `None` to skip where MariaDB tests are not required and
+    /// no server is configured.
+    pub fn start() -> Option<Self> {
+        if std::env::var("DTS_TEST_MYSQL_URL").is_err() {
+            assert!(!required(), "DTS_TEST_MYSQL_URL is not set but DTS_REQUIRE_SERVICES=1");
+            return None;
+        }
+        let mut me = Self { url: String::new(), dir: tempfile::tempdir().expect("tempdir") };
+        me.run(&["up", "mariadb"]);
+        let env = std::fs::read_to_string(me.dir.path().join("env")).expect("env file");
+        let url = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export DTS_TEST_MYSQL_URL='"))
+            .and_then(|l| l.strip_suffix('\''))
+            .expect("DTS_TEST_MYSQL_URL in env")
+            .to_owned();
+        me.url = url;
+        Some(me)
+    }
+
+    /// Stops the server and starts it again with its data.
+    pub fn restart(&self) {
+        self.run(&["restart", "mariadb"]);
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new(Self::script()).arg("down").env("DTS_SERVICES_DIR", self.dir.path()).status();
+    }
+}
+
 /// A random replica server id, so parallel tests never share one.
 pub fn random_server_id() -> u32 {
     1_000_000 + (rand::random::<u32>() % 1_000_000_000)
@@ -174,16 +235,24 @@ pub fn random_server_id() -> u32 {
 /// One consumed Kafka message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Consumed {
+    pub topic: String,
     pub partition: i32,
+    /// Producer create time (ms): when dts handed the message to Kafka.
+    pub timestamp_ms: i64,
     pub offset: i64,
     pub key: String,
     pub payload: serde_json::Value,
 }
 
 /// Reads `topic` from the beginning of every partition until `expect`
-/// messages arrived or 30 s passed (partitions assigned directly: no group
-/// join to wait for). Returns them in (partition, offset) order.
+/// messages arrived or 30 s passed. Returns them in (partition, offset) order.
 pub fn read_topic(addr: &str, topic: &str, expect: usize) -> Vec<Consumed> {
+    read_until(addr, &[topic], |m| m.len() >= expect)
+}
+
+/// Reads `topics` from the beginning (partitions assigned directly: no
+/// group join to wait for) until `done` holds or 30 s pass.
+pub fn read_until(addr: &str, topics: &[&str], done: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -193,32 +262,36 @@ pub fn read_topic(addr: &str, topic: &str, expect: usize) -> Vec<Consumed> {
         .create()
         .expect("consumer");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    // The worker creates topics on first use: wait until this one exists.
-    let partitions = loop {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-        let n = metadata.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
-        if n > 0 || std::time::Instant::now() >= deadline {
-            break n;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
     let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning).expect("partition");
+    for topic in topics {
+        // The worker creates topics on first use: wait until this one exists.
+        let partitions = loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+            let n = metadata.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
+            if n > 0 || std::time::Instant::now() >= deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning).expect("partition");
+        }
     }
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
-    while out.len() < expect && std::time::Instant::now() < deadline {
+    while !done(&out) && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             out.push(Consumed {
+                topic: m.topic().to_owned(),
                 partition: m.partition(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
                 offset: m.offset(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 payload: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(serde_json::Value::Null),
             });
         }
     }
-    out.sort_by_key(|m| (m.partition, m.offset));
+    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     out
 }
 
@@ -369,8 +442,13 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start() -> Option<Self> {
-        let kafka = kafka_addr()?;
         let src = SourceDb::create().await?;
+        Self::start_with(src).await
+    }
+
+    /// A rig reading from `src`.
+    pub async fn start_with(src: SourceDb) -> Option<Self> {
+        let kafka = kafka_addr()?;
         let api = TestApi::start(Backend::Sqlite).await?;
         let mut cfg = dts_worker::WorkerConfig::new("test-node");
         cfg.poll_interval = Duration::from_millis(100);

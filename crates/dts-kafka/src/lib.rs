@@ -160,6 +160,9 @@ impl KafkaSink {
                 .await
                 .map_err(|e| self.topic_error(topic, e.to_string(), true))?
                 .map_err(|e| self.topic_error(topic, e.to_string(), true))?;
+        if metadata.brokers().is_empty() {
+            return Err(self.topic_error(topic, format!("no broker of {} is reachable", self.config.brokers), true));
+        }
         let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
         match t.error() {
             None if !t.partitions().is_empty() => Ok(Some(t.partitions().len() as u32)),

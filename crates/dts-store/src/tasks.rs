@@ -282,6 +282,19 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// Points every task of `worker_id` at the worker's current address
+    /// (a standalone node restarted on another address keeps its tasks).
+    pub async fn set_service_addr(&self, worker_id: &str, service_addr: &str) -> Result<u64, StoreError> {
+        let sql = self.backend.sql("UPDATE dts_tasks SET service_addr = ? WHERE worker_id = ? AND service_addr <> ?");
+        let done = sqlx::query(&sql)
+            .bind(service_addr.to_owned())
+            .bind(worker_id.to_owned())
+            .bind(service_addr.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Sets state and message only (the position is untouched), fenced by
     /// `epoch` like [`Store::record_progress`].
     pub async fn record_state(&self, id: i64, epoch: i64, state: TaskState, message: &str) -> Result<bool, StoreError> {

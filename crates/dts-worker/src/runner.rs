@@ -85,46 +85,53 @@ async fn run_task(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>, mut st
     };
     let mut backoff = cfg.retry_min;
     loop {
-        let result = run_once(&store, &task, &cfg, &mut resume, &mut stop).await;
-        let reason = *stop.borrow();
-        let end = match result {
-            Ok(()) | Err(RunError::Transient(_)) if reason != StopReason::Running => Some(reason),
-            Ok(()) => Some(reason),
-            Err(RunError::Fenced) => Some(StopReason::Lost),
+        // Checked before every attempt: a stop that arrived during the
+        // backoff has already been observed and would not wake `changed()`.
+        let requested = *stop.borrow();
+        if requested != StopReason::Running {
+            return finish(&store, &task, requested).await;
+        }
+        match run_once(&store, &task, &cfg, &mut resume, &mut stop).await {
+            Ok(()) => {
+                let reason = *stop.borrow();
+                return finish(&store, &task, reason).await;
+            }
+            Err(RunError::Fenced) => return finish(&store, &task, StopReason::Lost).await,
             Err(RunError::Definite(message)) => {
                 tracing::error!(task = id, %message, "task failed");
                 let _ = store.record_state(id, task.epoch, TaskState::Failed, &message).await;
                 return;
             }
             Err(RunError::Transient(message)) => {
+                if *stop.borrow() != StopReason::Running {
+                    continue;
+                }
                 tracing::warn!(task = id, %message, retry_in = ?backoff, "task interrupted; retrying from its checkpoint");
                 let note = format!("retrying after: {message}");
                 if let Ok(false) = store.record_state(id, task.epoch, TaskState::Running, &note).await {
-                    return;
+                    return finish(&store, &task, StopReason::Lost).await;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}
                 }
                 backoff = (backoff * 2).min(cfg.retry_max);
-                None
             }
-        };
-        if let Some(reason) = end {
-            let final_state = match reason {
-                StopReason::Stop => Some((TaskState::Stopped, "")),
-                StopReason::Shutdown => {
-                    Some((TaskState::Pending, "the worker stopped; the task resumes when it starts"))
-                }
-                StopReason::Running | StopReason::Restart | StopReason::Lost => None,
-            };
-            if let Some((state, message)) = final_state {
-                let _ = store.record_state(id, task.epoch, state, message).await;
-            }
-            tracing::info!(task = id, ?reason, "task ended");
-            return;
         }
     }
+}
+
+/// Records the state a run ends in.
+async fn finish(store: &Store, task: &TaskRecord, reason: StopReason) {
+    let final_state = match reason {
+        StopReason::Stop => Some((TaskState::Stopped, "")),
+        StopReason::Shutdown => Some((TaskState::Pending, "the worker stopped; the task resumes when it starts")),
+        StopReason::Running | StopReason::Restart | StopReason::Lost => None,
+    };
+    if let Some((state, message)) = final_state {
+        let _ = store.record_state(task.id, task.epoch, state, message).await;
+    }
+    tracing::info!(task = task.id, ?reason, "task ended");
 }
 
 /// The task's filters as the source's table selection.
@@ -255,8 +262,16 @@ async fn run_once(
             }
             item = rx.recv() => match item {
                 Some(SourceItem::Change(change)) => {
-                    if let Err(e) = stages.deliver(&change, &inflight_tx).await {
-                        break Err(e);
+                    // A stop must not wait for a slow delivery (broker timeout,
+                    // rate limit); an abandoned message was never acknowledged,
+                    // so the next run sends it again from the checkpoint.
+                    tokio::select! {
+                        result = stages.deliver(&change, &inflight_tx) => {
+                            if let Err(e) = result {
+                                break Err(e);
+                            }
+                        }
+                        _ = stop.changed() => break Ok(()),
                     }
                 }
                 Some(SourceItem::Commit { checkpoint, ts_ms }) => {

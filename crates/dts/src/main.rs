@@ -17,6 +17,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{load_file, KeySource, ServeArgs, Settings};
 
+/// The worker id of the local worker in `dts standalone`.
+const STANDALONE_WORKER: &str = "standalone";
+
 /// Name of the user generated at first start when none is configured.
 const BOOTSTRAP_USER: &str = "admin";
 
@@ -133,7 +136,15 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
 
     let users = users_with_bootstrap(&store, settings.users).await?;
     let auth = Authenticator::new(users).map_err(|e| RunError::Other(e.to_string()))?;
-    let worker_id = format!("standalone@{}", settings.advertise);
+    // One worker in standalone mode: a fixed id, so its tasks stay its own
+    // whatever address it is started on.
+    let worker_id = STANDALONE_WORKER.to_owned();
+    if mode == Mode::Standalone {
+        store
+            .set_service_addr(&worker_id, &settings.advertise)
+            .await
+            .map_err(|source| RunError::Store { url: redact_url(url), source })?;
+    }
     let placement = match mode {
         Mode::Standalone => Placement::Local { worker_id: worker_id.clone(), service_addr: settings.advertise.clone() },
         Mode::Control => Placement::Deferred,

@@ -1,0 +1,238 @@
+//! A task's life through the real pipeline: DDL, alter, stop and start,
+//! rate limiting, and failures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use dts_e2e::{unique_topic, Consumed, Rig};
+use serde_json::{json, Value};
+
+/// The `id`s in the messages' row images.
+fn ids(messages: &[Consumed]) -> BTreeSet<i64> {
+    messages
+        .iter()
+        .filter_map(|m| {
+            let p = &m.payload;
+            let image = if p["op"] == "d" { &p["before"] } else { &p["after"] };
+            image["id"].as_i64()
+        })
+        .collect()
+}
+
+/// Ids of nested (`after.id`/`before.id`) and flat (`id`) messages.
+fn all_ids(messages: &[Consumed]) -> BTreeSet<i64> {
+    let mut out = ids(messages);
+    out.extend(messages.iter().filter_map(|m| m.payload["id"].as_i64()));
+    out
+}
+
+fn inserts(from: i64, to: i64) -> Vec<String> {
+    (from..=to).map(|i| format!("INSERT INTO t VALUES ({i}, 'v{i}')")).collect()
+}
+
+async fn exec_all(rig: &Rig, statements: &[String]) {
+    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+    rig.src.exec(&refs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ddl_is_emitted_on_the_tables_partition_and_the_stream_goes_on() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let topic = unique_topic("ddl");
+    rig.submit_running(&rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}])))
+        .await;
+    rig.src
+        .exec(&[
+            "INSERT INTO t VALUES (1, 'a')",
+            "ALTER TABLE t ADD COLUMN extra INT NOT NULL DEFAULT 0",
+            "INSERT INTO t VALUES (2, 'b', 42)",
+            "UPDATE t SET extra = 7 WHERE id = 1",
+        ])
+        .await;
+    let m = rig.messages(&topic, 4).await;
+    let ops: Vec<&str> = m.iter().map(|x| x.payload["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, vec!["c", "ddl", "c", "u"], "{m:#?}");
+    assert!(m[1].payload["ddl"].as_str().unwrap().contains("ADD COLUMN extra"));
+    assert_eq!(m[1].payload["source"]["table"], "t");
+    assert_eq!(m[1].key, format!("{db}.t"));
+    assert!(m.iter().all(|x| x.partition == m[0].partition), "DDL shares the table's partition");
+    assert_eq!(m[2].payload["after"], json!({"id": 2, "v": "b", "extra": 42}));
+    assert_eq!(m[3].payload["before"], json!({"id": 1, "v": "a", "extra": 0}));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alter_applies_to_the_running_task_without_losing_rows() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let (first, second) = (unique_topic("before_alter"), unique_topic("after_alter"));
+    let filters = json!([{"dbname": db, "match": "t"}]);
+    let id = rig.submit_running(&rig.task(json!({"addr": rig.kafka, "topic": first}), filters.clone())).await;
+    exec_all(&rig, &inserts(1, 20)).await;
+    let altered = rig.task(json!({"addr": rig.kafka, "topic": second, "flat_format": true}), filters);
+    rig.api.call("PUT", &format!("/v1/dispatch/alter/{id}"), Some(&altered)).await.expect_ok();
+    // The runner restarts from its checkpoint a moment later: keep writing
+    // until rows reach the new topic.
+    let stop_writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (pool, stop) = (rig.src.pool.clone(), stop_writing.clone());
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = pool.get_conn().await.unwrap();
+            let mut next = 21;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && next <= 2000 {
+                conn.query_drop(format!("INSERT INTO t VALUES ({next}, 'v')")).await.unwrap();
+                next += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            next - 1
+        })
+    };
+    let (addr, t2) = (rig.kafka.clone(), second.clone());
+    let arrived = tokio::task::spawn_blocking(move || dts_e2e::read_until(&addr, &[&t2], |m| !m.is_empty()));
+    assert!(!arrived.await.unwrap().is_empty(), "rows reach the new topic");
+    stop_writing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let last = writer.await.unwrap();
+    exec_all(&rig, &inserts(last + 1, last + 10)).await;
+    let last = last + 10;
+    // Nothing is lost across the restart: every row is in one of the topics
+    // (rows near the alter may be in both), and later rows use the new format.
+    let (addr, t1, t2) = (rig.kafka.clone(), first.clone(), second.clone());
+    let want: BTreeSet<i64> = (1..=last).collect();
+    let both =
+        tokio::task::spawn_blocking(move || dts_e2e::read_until(&addr, &[&t1, &t2], |m| all_ids(m).is_superset(&want)))
+            .await
+            .unwrap();
+    assert_eq!(all_ids(&both), (1..=last).collect::<BTreeSet<_>>());
+    let after: Vec<&Consumed> = both.iter().filter(|m| m.topic == second).collect();
+    assert!(after.iter().all(|m| m.payload["__op"] == "c"), "flat format after the alter");
+    assert!(after.iter().any(|m| m.payload["id"] == last), "the last rows went to the new topic");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stop_and_start_resume_from_the_checkpoint() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let topic = unique_topic("stopstart");
+    let id = rig
+        .submit_running(&rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}])))
+        .await;
+    exec_all(&rig, &inserts(1, 10)).await;
+    assert_eq!(ids(&rig.messages(&topic, 10).await), (1..=10).collect());
+    rig.api.call("POST", &format!("/v1/dispatch/stop/{id}"), None).await.expect_ok();
+    let stopped = rig.wait_task(id, "Stopped", |t| t["state"] == "Stopped").await;
+    exec_all(&rig, &inserts(11, 20)).await;
+    rig.api.call("POST", &format!("/v1/dispatch/start/{id}"), None).await.expect_ok();
+    rig.wait_task(id, "Running again", |t| t["state"] == "Running" && t["pos"] != stopped["pos"]).await;
+    exec_all(&rig, &inserts(21, 30)).await;
+    let all = rig.messages(&topic, 30).await;
+    assert_eq!(ids(&all), (1..=30).collect(), "rows written while stopped are delivered after start");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rate_limit_bounds_rows_per_window() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let topic = unique_topic("ratelimit");
+    let (rate, capacity) = (40_i64, 10_i64);
+    let body = rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}]));
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["rate_limit"] = json!({"rate": rate, "capacity": capacity});
+    rig.submit_running(&body.to_string()).await;
+    let values: Vec<String> = (1..=120).map(|i| format!("({i}, 'v')")).collect();
+    rig.src.exec(&[&format!("INSERT INTO t VALUES {}", values.join(","))]).await;
+    let m = rig.messages(&topic, 120).await;
+    assert_eq!(m.len(), 120);
+    let mut ts: Vec<i64> = m.iter().map(|x| x.timestamp_ms).collect();
+    ts.sort_unstable();
+    // In every window starting at a message, at most capacity + rate * t
+    // rows (one extra for millisecond rounding of the timestamps).
+    for (i, start) in ts.iter().enumerate() {
+        for (j, end) in ts.iter().enumerate().skip(i) {
+            let t = (end - start) as f64 / 1000.0;
+            let count = (j - i + 1) as f64;
+            assert!(count <= capacity as f64 + rate as f64 * t + 1.0, "{count} rows in {t:.3}s");
+        }
+    }
+    let span = (ts[119] - ts[0]) as f64 / 1000.0;
+    assert!(span >= (120.0 - capacity as f64 - 1.0) / rate as f64 * 0.9, "throttled: 120 rows took {span:.2}s");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn definite_errors_fail_the_task_with_the_reason() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    let mut body: Value = serde_json::from_str(
+        &rig.task(json!({"addr": rig.kafka, "topic": unique_topic("fail")}), json!([{"dbname": db, "match": "t"}])),
+    )
+    .unwrap();
+    body["task"]["source"]["password"] = json!("wrong-password");
+    let id = rig.submit(&body.to_string()).await;
+    let failed = rig.wait_task(id, "Failed", |t| t["state"] == "Failed").await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("1045"), "{message}");
+    assert!(!message.contains("wrong-password"), "never the password: {message}");
+
+    let user = format!("np{}", &db[4..]);
+    rig.src.exec(&[&format!("CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'")]).await;
+    body["task"]["source"]["username"] = json!(user);
+    body["task"]["source"]["password"] = json!("pw");
+    let id = rig.submit(&body.to_string()).await;
+    let failed = rig.wait_task(id, "Failed", |t| t["state"] == "Failed").await;
+    assert!(failed["message"].as_str().unwrap().contains("REPLICATION SLAVE"), "{failed}");
+    rig.src.exec(&[&format!("DROP USER '{user}'@'127.0.0.1'")]).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_kafka_is_retried_and_an_alter_recovers_the_task() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let topic = unique_topic("retry");
+    let filters = json!([{"dbname": db, "match": "t"}]);
+    let id = rig.submit_running(&rig.task(json!({"addr": dead.to_string(), "topic": topic}), filters.clone())).await;
+    exec_all(&rig, &inserts(1, 5)).await;
+    let retrying = rig
+        .wait_task(id, "a retrying message", |t| t["message"].as_str().is_some_and(|m| m.starts_with("retrying after")))
+        .await;
+    assert_ne!(retrying["state"], "Failed", "a broker outage is transient");
+    // Pointing the task at a live broker lets it deliver what it could not.
+    let fixed = rig.task(json!({"addr": rig.kafka, "topic": topic}), filters);
+    rig.api.call("PUT", &format!("/v1/dispatch/alter/{id}"), Some(&fixed)).await.expect_ok();
+    assert_eq!(ids(&rig.messages(&topic, 5).await), (1..=5).collect());
+    rig.wait_task(id, "Running without an error", |t| t["state"] == "Running" && t["message"] == "").await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_restart_is_survived_without_losing_rows() {
+    let Some(server) = dts_e2e::PrivateMariaDb::start() else { return };
+    let src = dts_e2e::SourceDb::create_on(&server.url).await;
+    let Some(rig) = Rig::start_with(src).await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let topic = unique_topic("srcrestart");
+    let id = rig
+        .submit_running(&rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}])))
+        .await;
+    exec_all(&rig, &inserts(1, 20)).await;
+    assert_eq!(ids(&rig.messages(&topic, 20).await), (1..=20).collect());
+    let server_ref = &server;
+    tokio::task::block_in_place(|| server_ref.restart());
+    exec_all(&rig, &inserts(21, 40)).await;
+    let all = rig.messages(&topic, 40).await;
+    assert_eq!(ids(&all), (1..=40).collect(), "rows written after the restart arrive");
+    rig.wait_task(id, "Running without an error", |t| t["state"] == "Running" && t["message"] == "").await;
+    rig.stop().await;
+}
