@@ -475,14 +475,20 @@ impl Rig {
         r.expect_ok()["id"].as_i64().unwrap()
     }
 
-    /// The task's list entry once `pred` holds for it.
+    /// The task's list entry once `pred` holds for it; on timeout, fails
+    /// with the entry as it last was.
     pub async fn wait_task(&self, id: i64, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        wait_for(30, what, || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
             let r = self.api.call("GET", "/v1/task/list?per_page=1000", None).await;
             let tasks = r.expect_ok()["tasks"].as_array().cloned().unwrap_or_default();
-            tasks.into_iter().find(|t| t["id"] == id && pred(t))
-        })
-        .await
+            let task = tasks.into_iter().find(|t| t["id"] == id);
+            if let Some(t) = task.as_ref().filter(|t| pred(t)) {
+                return t.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; task {id} is {task:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The first `n` messages of `topic` (fewer if 30 s pass).

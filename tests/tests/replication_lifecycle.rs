@@ -236,3 +236,62 @@ async fn a_source_restart_is_survived_without_losing_rows() {
     rig.wait_task(id, "Running without an error", |t| t["state"] == "Running" && t["message"] == "").await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purged_binlog_or_a_non_row_source_fails_the_task_with_the_reason() {
+    let Some(server) = dts_e2e::PrivateMariaDb::start() else { return };
+    let src = dts_e2e::SourceDb::create_on(&server.url).await;
+    let Some(rig) = Rig::start_with(src).await else { return };
+    let db = rig.src.db.clone();
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let topic = unique_topic("purged");
+    let body = rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}]));
+    let id = rig.submit_running(&body).await;
+    exec_all(&rig, &inserts(1, 5)).await;
+    assert_eq!(ids(&rig.messages(&topic, 5).await), (1..=5).collect());
+    rig.api.call("POST", &format!("/v1/dispatch/stop/{id}"), None).await.expect_ok();
+    rig.wait_task(id, "Stopped", |t| t["state"] == "Stopped").await;
+    // While it is stopped, its checkpoint's binlog files are purged.
+    exec_all(&rig, &inserts(6, 10)).await;
+    rig.src.exec(&["FLUSH BINARY LOGS"]).await;
+    let current: String = {
+        use mysql_async::prelude::Queryable;
+        let mut conn = rig.src.pool.get_conn().await.unwrap();
+        let row: mysql_async::Row = conn.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+        row.get(0).unwrap()
+    };
+    // The stopped task's replication connection may hold a file for a moment
+    // on the server side: purge until only the current file is left.
+    dts_e2e::wait_for(30, "the old binlog files to be purged", || async {
+        use mysql_async::prelude::Queryable;
+        let mut conn = rig.src.pool.get_conn().await.unwrap();
+        conn.query_drop(format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
+        let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+        (logs.len() == 1).then_some(())
+    })
+    .await;
+    rig.api.call("POST", &format!("/v1/dispatch/start/{id}"), None).await.expect_ok();
+    let failed = rig.wait_task(id, "Failed", |t| t["state"] == "Failed").await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("1236") && message.contains("incr=false"), "{message}");
+
+    // A source whose binlog is not row-based is refused before streaming.
+    rig.src.exec(&["SET GLOBAL binlog_format = 'MIXED'"]).await;
+    let id = rig.submit(&body).await;
+    let failed = rig.wait_task(id, "Failed", |t| t["state"] == "Failed").await;
+    assert!(failed["message"].as_str().unwrap().contains("binlog_format is MIXED but must be ROW"), "{failed}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incr_false_task_says_the_snapshot_is_not_supported_yet() {
+    let Some(rig) = Rig::start().await else { return };
+    let body = rig
+        .task(json!({"addr": rig.kafka, "topic": unique_topic("full")}), json!([{"dbname": rig.src.db, "match": "t"}]));
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["incr"] = json!(false);
+    let id = rig.submit(&body.to_string()).await;
+    let failed = rig.wait_task(id, "Failed", |t| t["state"] == "Failed").await;
+    assert!(failed["message"].as_str().unwrap().contains("incr=false"), "{failed}");
+    rig.stop().await;
+}

@@ -191,6 +191,14 @@ async fn run_once(
     stop: &mut watch::Receiver<StopReason>,
 ) -> Result<(), RunError> {
     let spec = &task.spec;
+    if !spec.incr && resume.is_none() {
+        // Streaming alone would silently skip the existing rows.
+        return Err(RunError::Definite(
+            "incr=false (copy the existing rows, then stream) is not supported by this version yet; \
+             submit the task with incr=true to stream changes only"
+                .into(),
+        ));
+    }
     let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
     let dbs: BTreeSet<String> = spec.filters.iter().map(|f| f.dbname.clone()).collect();
     let source = SourceConfig {

@@ -36,6 +36,15 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of CPUs, at most 4]
     #[arg(long, env = "DTS_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Partitions of Kafka topics dts creates [default: 3]
+    #[arg(long, env = "DTS_TOPIC_PARTITIONS")]
+    pub topic_partitions: Option<i32>,
+    /// Replication factor of Kafka topics dts creates [default: 1]
+    #[arg(long, env = "DTS_TOPIC_REPLICATION_FACTOR")]
+    pub topic_replication_factor: Option<i32>,
+    /// Replica server id of task N is this plus N; keep it clear of your real replicas' ids [default: 1000000000]
+    #[arg(long, env = "DTS_SERVER_ID_BASE")]
+    pub server_id_base: Option<u32>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.
@@ -49,6 +58,9 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub http_workers: Option<usize>,
+    pub topic_partitions: Option<i32>,
+    pub topic_replication_factor: Option<i32>,
+    pub server_id_base: Option<u32>,
     /// Largest request body in bytes [default: 1 MiB].
     pub max_body_bytes: Option<usize>,
     /// Largest `per_page` of the task list [default: 1000].
@@ -83,6 +95,14 @@ pub enum KeySource {
     File(PathBuf),
 }
 
+/// What the local worker needs from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    pub topic_partitions: i32,
+    pub topic_replication_factor: i32,
+    pub server_id_base: u32,
+}
+
 /// Every setting resolved.
 #[derive(Debug)]
 pub struct Settings {
@@ -94,6 +114,7 @@ pub struct Settings {
     pub http_workers: usize,
     pub limits: dts_control::Limits,
     pub users: Vec<UserEntry>,
+    pub worker: WorkerSettings,
 }
 
 pub fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -122,6 +143,16 @@ impl Settings {
             .http_workers
             .or(file.http_workers)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
+        let worker = WorkerSettings {
+            topic_partitions: args.topic_partitions.or(file.topic_partitions).unwrap_or(3),
+            topic_replication_factor: args.topic_replication_factor.or(file.topic_replication_factor).unwrap_or(1),
+            server_id_base: args.server_id_base.or(file.server_id_base).unwrap_or(1_000_000_000),
+        };
+        if worker.topic_partitions < 1 || worker.topic_replication_factor < 1 {
+            return Err(ConfigError::Invalid(
+                "topic_partitions and topic_replication_factor must be at least 1".into(),
+            ));
+        }
         let mut limits = dts_control::Limits::default();
         if let Some(n) = file.max_body_bytes {
             limits.max_body_bytes = n;
@@ -158,6 +189,7 @@ impl Settings {
             http_workers,
             limits,
             users,
+            worker,
         })
     }
 }

@@ -153,8 +153,12 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
     // Shutdown protocol: a signal stops the API (finishing requests in
     // flight), then the local worker flushes and checkpoints every task.
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let worker = (mode == Mode::Standalone)
-        .then(|| tokio::spawn(Worker::new(store.clone(), WorkerConfig::new(worker_id)).run(worker_stopped)));
+    let mut worker_cfg = WorkerConfig::new(worker_id);
+    worker_cfg.topic_partitions = settings.worker.topic_partitions;
+    worker_cfg.replication_factor = settings.worker.topic_replication_factor;
+    worker_cfg.server_id_base = settings.worker.server_id_base;
+    let worker =
+        (mode == Mode::Standalone).then(|| tokio::spawn(Worker::new(store.clone(), worker_cfg).run(worker_stopped)));
     tracing::info!(listen = %settings.listen, advertise = %settings.advertise, data_dir = %settings.data_dir.display(), mode = ?mode, "serving the dts API");
     let served = dts_control::serve(state, settings.listen, settings.http_workers, shutdown_signal()).await;
     let _ = stop_worker.send(true);
