@@ -31,6 +31,14 @@ fn inserts(from: i64, to: i64) -> Vec<String> {
     (from..=to).map(|i| format!("INSERT INTO t VALUES ({i}, 'v{i}')")).collect()
 }
 
+/// Table `t (id, v)` and a running task replicating it to a fresh topic.
+async fn running_task(rig: &Rig, prefix: &str) -> (i64, String) {
+    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let topic = unique_topic(prefix);
+    let body = rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": rig.src.db, "match": "t"}]));
+    (rig.submit_running(&body).await, topic)
+}
+
 async fn exec_all(rig: &Rig, statements: &[String]) {
     let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
     rig.src.exec(&refs).await;
@@ -117,12 +125,7 @@ async fn alter_applies_to_the_running_task_without_losing_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stop_and_start_resume_from_the_checkpoint() {
     let Some(rig) = Rig::start().await else { return };
-    let db = rig.src.db.clone();
-    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
-    let topic = unique_topic("stopstart");
-    let id = rig
-        .submit_running(&rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}])))
-        .await;
+    let (id, topic) = running_task(&rig, "stopstart").await;
     exec_all(&rig, &inserts(1, 10)).await;
     assert_eq!(ids(&rig.messages(&topic, 10).await), (1..=10).collect());
     rig.api.call("POST", &format!("/v1/dispatch/stop/{id}"), None).await.expect_ok();
@@ -220,12 +223,7 @@ async fn a_source_restart_is_survived_without_losing_rows() {
     let Some(server) = dts_e2e::PrivateMariaDb::start() else { return };
     let src = dts_e2e::SourceDb::create_on(&server.url).await;
     let Some(rig) = Rig::start_with(src).await else { return };
-    let db = rig.src.db.clone();
-    rig.src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
-    let topic = unique_topic("srcrestart");
-    let id = rig
-        .submit_running(&rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": db, "match": "t"}])))
-        .await;
+    let (id, topic) = running_task(&rig, "srcrestart").await;
     exec_all(&rig, &inserts(1, 20)).await;
     assert_eq!(ids(&rig.messages(&topic, 20).await), (1..=20).collect());
     let server_ref = &server;

@@ -8,7 +8,6 @@
 //! transaction never sits in memory.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dts_core::event::{Change, DdlChange, Op, Row, RowChange, SourcePosition};
 use futures_util::StreamExt;
@@ -312,9 +311,4 @@ impl Tracker {
         };
         Checkpoint { flavor: self.flavor, file: self.file.clone(), pos: end_pos, gtid }
     }
-}
-
-/// Milliseconds since the epoch, for callers stamping items.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -13,10 +13,10 @@ use dts_pipeline::filter::TaskFilter;
 use dts_pipeline::limit::RowLimiter;
 use dts_pipeline::route::Router;
 use dts_pipeline::shape::Shaper;
-use dts_source::reader::{now_ms, stream, Selection, SourceItem};
+use dts_source::reader::{stream, Selection, SourceItem};
 use dts_source::{checks, current_position, server_info, Checkpoint, SourceConfig, SourceError};
 use dts_store::tasks::Progress;
-use dts_store::{Store, TaskRecord};
+use dts_store::{now_ms, Store, TaskRecord};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
