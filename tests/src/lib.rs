@@ -295,6 +295,37 @@ pub fn read_until(addr: &str, topics: &[&str], done: impl Fn(&[Consumed]) -> boo
     out
 }
 
+/// Ids whose message keys (their decimal text, as `primary_key` mode keys
+/// them) land on every one of `partitions` partitions: written after
+/// everything else, seeing them all means a topic was read to its end.
+pub fn fence_ids(partitions: u32) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut covered = std::collections::BTreeSet::new();
+    let mut id = 2_000_000_000_i64;
+    while covered.len() < partitions as usize {
+        if covered.insert(dts_pipeline::murmur2::partition_for(id.to_string().as_bytes(), partitions)) {
+            ids.push(id);
+        }
+        id += 1;
+    }
+    ids
+}
+
+/// Checks the token-bucket bound on producer timestamps: in every window
+/// starting at a message, at most `capacity + rate * t` messages (plus one
+/// for millisecond rounding).
+pub fn assert_rate_bound(timestamps_ms: &[i64], rate: f64, capacity: f64) {
+    let mut ts = timestamps_ms.to_vec();
+    ts.sort_unstable();
+    for (i, start) in ts.iter().enumerate() {
+        for (j, end) in ts.iter().enumerate().skip(i) {
+            let t = (end - start) as f64 / 1000.0;
+            let count = (j - i + 1) as f64;
+            assert!(count <= capacity + rate * t + 1.0, "{count} rows in {t:.3}s (rate {rate}, capacity {capacity})");
+        }
+    }
+}
+
 /// Polls `check` every 100 ms until it returns `Some` or `secs` pass.
 pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where

@@ -21,6 +21,9 @@ impl Selection for Db {
     fn database(&self, db: &str) -> bool {
         db == self.0
     }
+    fn row_filters(&self, _db: &str, _table: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
+        vec![None]
+    }
 }
 
 type Reader = tokio::task::JoinHandle<Result<(), SourceError>>;

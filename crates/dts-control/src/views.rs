@@ -71,8 +71,31 @@ pub struct TaskDetail<'a> {
     /// Bumped by every (re)assignment to a worker.
     pub epoch: i64,
     pub worker_id: Option<&'a str>,
+    /// Copy progress of an `incr: false` task while it is `Snapshotting`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotView>,
     /// The submitted task, with `source.password` left out.
     pub task: &'a dts_core::TaskSpec,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotView {
+    pub tables_total: usize,
+    pub tables_done: usize,
+    pub rows_copied: u64,
+}
+
+/// Summarises the `snapshot` section the worker keeps in the checkpoint
+/// (`{"snapshot": {"tables": [{"done": bool, ..}], "rows_copied": n}}`).
+fn snapshot_view(checkpoint: Option<&str>) -> Option<SnapshotView> {
+    let v: serde_json::Value = serde_json::from_str(checkpoint?).ok()?;
+    let s = v.get("snapshot")?;
+    let tables = s.get("tables")?.as_array()?;
+    Some(SnapshotView {
+        tables_total: tables.len(),
+        tables_done: tables.iter().filter(|t| t["done"] == true).count(),
+        rows_copied: s.get("rows_copied").and_then(serde_json::Value::as_u64).unwrap_or(0),
+    })
 }
 
 impl<'a> From<&'a TaskRecord> for TaskDetail<'a> {
@@ -92,6 +115,7 @@ impl<'a> From<&'a TaskRecord> for TaskDetail<'a> {
             version: t.version,
             epoch: t.epoch,
             worker_id: t.worker_id.as_deref(),
+            snapshot: snapshot_view(t.checkpoint.as_deref()),
             task: &t.spec,
         }
     }
@@ -103,4 +127,18 @@ pub struct StateChange {
     pub id: i64,
     pub state: &'static str,
     pub desired_state: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_progress_is_read_from_the_checkpoint() {
+        let cp = r#"{"flavor":"mariadb","file":"f","pos":4,"gtid":"","snapshot":{"tables":[{"db":"d","table":"a","done":true},{"db":"d","table":"b","done":false}],"rows_copied":1234}}"#;
+        assert_eq!(snapshot_view(Some(cp)), Some(SnapshotView { tables_total: 2, tables_done: 1, rows_copied: 1234 }));
+        assert_eq!(snapshot_view(Some(r#"{"flavor":"mariadb","file":"f","pos":4}"#)), None);
+        assert_eq!(snapshot_view(None), None);
+        assert_eq!(snapshot_view(Some("not json")), None);
+    }
 }

@@ -20,11 +20,21 @@ pub struct DecodeError {
     pub reason: String,
 }
 
+/// Where a value was read: the binlog sends raw storage formats, a query
+/// (the snapshot) sends text in the connection's UTF-8, SET as labels and
+/// TIMESTAMP as a date in the session time zone (which dts sets to UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Binlog,
+    Query,
+}
+
+/// A binlog row value.
 pub fn decode(value: Option<&BinlogValue<'_>>, col: &ColumnInfo) -> Result<Value, DecodeError> {
     let err = |reason: String| DecodeError { column: col.name.clone(), reason };
     let Some(value) = value else { return Ok(Value::Null) };
     match value {
-        BinlogValue::Value(v) => decode_plain(v, col).map_err(err),
+        BinlogValue::Value(v) => decode_plain(v, col, Origin::Binlog).map_err(err),
         BinlogValue::Jsonb(j) => {
             let json: serde_json::Value =
                 j.clone().try_into().map_err(|e: mysql_async::binlog::jsonb::JsonbToJsonError| err(e.to_string()))?;
@@ -36,7 +46,12 @@ pub fn decode(value: Option<&BinlogValue<'_>>, col: &ColumnInfo) -> Result<Value
     }
 }
 
-fn decode_plain(v: &My, col: &ColumnInfo) -> Result<Value, String> {
+/// A value of a query result row (the snapshot).
+pub fn decode_query(value: &My, col: &ColumnInfo) -> Result<Value, DecodeError> {
+    decode_plain(value, col, Origin::Query).map_err(|reason| DecodeError { column: col.name.clone(), reason })
+}
+
+fn decode_plain(v: &My, col: &ColumnInfo, origin: Origin) -> Result<Value, String> {
     Ok(match (v, col.kind) {
         (My::NULL, _) => Value::Null,
         (My::Int(i), ColumnKind::Enum) => enum_label(*i, col),
@@ -56,6 +71,13 @@ fn decode_plain(v: &My, col: &ColumnInfo) -> Result<Value, String> {
         (My::Double(d), _) => Value::Float(*d),
         (My::Date(y, m, d, h, mi, s, us), kind) => Value::Temporal(match kind {
             ColumnKind::Date => format!("{y:04}-{m:02}-{d:02}"),
+            // A query's TIMESTAMP, already in UTC (the session time zone).
+            ColumnKind::Timestamp if (*y, *m, *d) == (0, 0, 0) => {
+                format!("0000-00-00T00:00:00{}Z", fraction(0, col.fsp))
+            }
+            ColumnKind::Timestamp => {
+                format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z", fraction(*us, col.fsp))
+            }
             _ => format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}{}", fraction(*us, col.fsp)),
         }),
         (My::Time(neg, days, h, m, s, us), _) => {
@@ -63,12 +85,22 @@ fn decode_plain(v: &My, col: &ColumnInfo) -> Result<Value, String> {
             let sign = if *neg { "-" } else { "" };
             Value::Temporal(format!("{sign}{hours:02}:{m:02}:{s:02}{}", fraction(*us, col.fsp)))
         }
-        (My::Bytes(b), kind) => decode_bytes(b, kind, col)?,
+        (My::Bytes(b), kind) => decode_bytes(b, kind, col, origin)?,
     })
 }
 
-fn decode_bytes(b: &[u8], kind: ColumnKind, col: &ColumnInfo) -> Result<Value, String> {
+fn decode_bytes(b: &[u8], kind: ColumnKind, col: &ColumnInfo, origin: Origin) -> Result<Value, String> {
     let text = || String::from_utf8(b.to_vec()).map_err(|e| format!("not UTF-8: {e}"));
+    // The binlog keeps the column's own charset; a query converts to UTF-8.
+    let charset = match origin {
+        Origin::Binlog => col.charset.as_deref(),
+        Origin::Query => Some("utf8mb4"),
+    };
+    match (origin, kind) {
+        (Origin::Query, ColumnKind::Set) => return Ok(Value::Text(text()?)),
+        (Origin::Query, ColumnKind::Uuid) if b.len() == 36 => return Ok(Value::Text(text()?)),
+        _ => {}
+    }
     Ok(match kind {
         ColumnKind::Decimal => Value::Decimal(text()?),
         ColumnKind::Timestamp => {
@@ -91,9 +123,9 @@ fn decode_bytes(b: &[u8], kind: ColumnKind, col: &ColumnInfo) -> Result<Value, S
                 .collect();
             Value::Text(labels.join(","))
         }
-        ColumnKind::Text | ColumnKind::Enum | ColumnKind::Other => Value::Text(decode_text(b, col.charset.as_deref())),
+        ColumnKind::Text | ColumnKind::Enum | ColumnKind::Other => Value::Text(decode_text(b, charset)),
         ColumnKind::Json => {
-            let t = decode_text(b, col.charset.as_deref());
+            let t = decode_text(b, charset);
             match serde_json::from_str(&t) {
                 Ok(j) => Value::Json(j),
                 Err(_) => Value::Text(t),
@@ -243,6 +275,22 @@ mod tests {
         ts.fsp = 0;
         assert_eq!(d(My::Bytes(b"1700000000".to_vec()), &ts), Value::Temporal("2023-11-14T22:13:20Z".into()));
         assert_eq!(d(My::Bytes(b"2155".to_vec()), &col(ColumnKind::Year, false)), Value::UInt(2155));
+    }
+
+    #[test]
+    fn query_values_render_like_binlog_values() {
+        let mut latin = col(ColumnKind::Text, false);
+        latin.charset = Some("latin1".into());
+        let q = |v: My, c: &ColumnInfo| decode_query(&v, c).unwrap();
+        assert_eq!(q(My::Bytes("café".as_bytes().to_vec()), &latin), Value::Text("café".into()), "sent as UTF-8");
+        let mut s = col(ColumnKind::Set, false);
+        s.labels = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(q(My::Bytes(b"a,c".to_vec()), &s), Value::Text("a,c".into()));
+        let mut ts = col(ColumnKind::Timestamp, false);
+        ts.fsp = 3;
+        assert_eq!(q(My::Date(2024, 1, 2, 3, 4, 5, 678_000), &ts), Value::Temporal("2024-01-02T03:04:05.678Z".into()));
+        let uuid = "123e4567-e89b-12d3-a456-426614174000";
+        assert_eq!(q(My::Bytes(uuid.as_bytes().to_vec()), &col(ColumnKind::Uuid, false)), Value::Text(uuid.into()));
     }
 
     #[test]

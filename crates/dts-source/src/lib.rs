@@ -7,6 +7,9 @@
 //!   format, FULL row image, privileges), failing with a clear reason.
 //! - [`reader`]: the binlog stream loop: GTIDs, table maps, rows, DDL,
 //!   commits; sends [`SourceItem`]s into a bounded channel (backpressure).
+//! - [`snapshot`]: the copy of existing rows for `incr: false` tasks, in a
+//!   consistent snapshot, chunked by primary key, resumable.
+//! - [`pushdown`]: row filters as SQL `WHERE` clauses for the snapshot.
 //! - [`schema`]: table shapes from `information_schema`, cached until DDL.
 //! - [`decode`]: binlog values to [`dts_core::event::Value`].
 //! - [`ddl`]: which QUERY statements are DDL and which table they name.
@@ -19,8 +22,10 @@ pub mod checks;
 pub mod ddl;
 pub mod decode;
 pub mod position;
+pub mod pushdown;
 pub mod reader;
 pub mod schema;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -159,5 +164,5 @@ pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -
         Flavor::MySql if info.gtids => row.get::<String, _>(4).unwrap_or_default(),
         Flavor::MySql => String::new(),
     };
-    Ok(Checkpoint { flavor: info.flavor, file, pos, gtid })
+    Ok(Checkpoint { flavor: info.flavor, file, pos, gtid, snapshot: None })
 }

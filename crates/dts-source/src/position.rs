@@ -28,6 +28,36 @@ pub struct Checkpoint {
     /// set. Empty when the server does not use GTIDs.
     #[serde(default)]
     pub gtid: String,
+    /// Present while an `incr: false` task is still copying existing rows;
+    /// the position above is then where streaming starts afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// How far the copy of existing rows has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    /// Every table to copy, in copy order.
+    pub tables: Vec<TableProgress>,
+    /// Rows delivered so far, all tables.
+    pub rows_copied: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableProgress {
+    pub db: String,
+    pub table: String,
+    pub done: bool,
+    /// Primary-key values of the last delivered row (tagged JSON values);
+    /// `None` before the first chunk, and for tables copied in one scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_key: Option<Vec<serde_json::Value>>,
+}
+
+impl SnapshotProgress {
+    pub fn tables_done(&self) -> usize {
+        self.tables.iter().filter(|t| t.done).count()
+    }
 }
 
 impl Checkpoint {
@@ -199,8 +229,13 @@ mod tests {
 
     #[test]
     fn checkpoints_display_like_the_seed() {
-        let mut c =
-            Checkpoint { flavor: Flavor::MariaDb, file: "mysql-bin.000003".into(), pos: 1234, gtid: "0-1-42".into() };
+        let mut c = Checkpoint {
+            flavor: Flavor::MariaDb,
+            file: "mysql-bin.000003".into(),
+            pos: 1234,
+            gtid: "0-1-42".into(),
+            snapshot: None,
+        };
         assert_eq!(c.display(), "MariaDB/0-1-42");
         c.flavor = Flavor::MySql;
         c.gtid = "d48092bf-40ea-11e9-8663-b496913726e0:1-1202949000".into();

@@ -41,10 +41,14 @@ pub enum SourceItem {
     },
 }
 
-/// Which databases and tables the task reads; others are skipped undecoded.
+/// Which databases, tables and rows the task reads; other tables are
+/// skipped undecoded.
 pub trait Selection: Send + Sync {
     fn table(&self, db: &str, table: &str) -> bool;
     fn database(&self, db: &str) -> bool;
+    /// The row filter of each entry selecting the table (`None`: no filter),
+    /// pushed into snapshot queries where it is safe.
+    fn row_filters(&self, db: &str, table: &str) -> Vec<Option<dts_core::filter::RowFilter>>;
 }
 
 /// Streams from `start` until the receiver goes away (`Ok`) or an error.
@@ -309,6 +313,6 @@ impl Tracker {
             Flavor::MariaDb => self.mariadb.to_string(),
             Flavor::MySql => self.mysql.to_string(),
         };
-        Checkpoint { flavor: self.flavor, file: self.file.clone(), pos: end_pos, gtid }
+        Checkpoint { flavor: self.flavor, file: self.file.clone(), pos: end_pos, gtid, snapshot: None }
     }
 }

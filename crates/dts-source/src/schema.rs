@@ -263,20 +263,23 @@ impl SchemaCache {
         }
     }
 
+    /// The table's current info (for the snapshot).
+    pub async fn current(&mut self, db: &str, table: &str) -> Result<Arc<TableInfo>, SourceError> {
+        let key = (db.to_owned(), table.to_owned());
+        if let Some(info) = self.tables.get(&key) {
+            return Ok(info.clone());
+        }
+        let info = Arc::new(self.fetch(db, table).await?);
+        self.tables.insert(key, info.clone());
+        Ok(info)
+    }
+
     /// The table's info as the event sees it. When the event's column count
     /// differs from the current table (it was written before a later DDL,
     /// e.g. while catching up), the shape is rebuilt from the event's own
     /// column names and types, reusing current column info by name.
     pub async fn get(&mut self, db: &str, table: &str, binlog: &BinlogShape) -> Result<Arc<TableInfo>, SourceError> {
-        let key = (db.to_owned(), table.to_owned());
-        let info = match self.tables.get(&key) {
-            Some(info) => info.clone(),
-            None => {
-                let info = Arc::new(self.fetch(db, table).await?);
-                self.tables.insert(key.clone(), info.clone());
-                info
-            }
-        };
+        let info = self.current(db, table).await?;
         let count = binlog.kinds.len();
         let same_names = binlog.names.is_empty() || binlog.names == info.schema.columns;
         if info.columns.len() == count && same_names {

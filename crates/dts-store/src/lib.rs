@@ -20,7 +20,7 @@ pub mod tasks;
 mod text;
 pub mod users;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
@@ -145,10 +145,7 @@ impl Store {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use dts_core::now_ms;
 
 /// The URL without its password, for error messages and logs.
 pub fn redact_url(url: &str) -> String {

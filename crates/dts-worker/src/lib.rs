@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub channel_capacity: usize,
     /// Messages sent but not yet acknowledged, per task.
     pub max_in_flight: usize,
+    /// Rows per snapshot chunk (one primary-key range query each).
+    pub snapshot_chunk_rows: usize,
     /// Partitions and replication factor of topics dts creates.
     pub topic_partitions: i32,
     pub replication_factor: i32,
@@ -66,6 +68,7 @@ impl WorkerConfig {
             server_id_base: 1_000_000_000,
             channel_capacity: 4096,
             max_in_flight: 100_000,
+            snapshot_chunk_rows: 10_000,
             topic_partitions: 3,
             replication_factor: 1,
             source_idle_timeout: Duration::from_secs(30),

@@ -13,8 +13,9 @@ use dts_pipeline::filter::TaskFilter;
 use dts_pipeline::limit::RowLimiter;
 use dts_pipeline::route::Router;
 use dts_pipeline::shape::Shaper;
+use dts_source::position::SnapshotProgress;
 use dts_source::reader::{stream, Selection, SourceItem};
-use dts_source::{checks, current_position, server_info, Checkpoint, SourceConfig, SourceError};
+use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
 use dts_store::tasks::Progress;
 use dts_store::{now_ms, Store, TaskRecord};
 use tokio::sync::{mpsc, watch};
@@ -144,6 +145,9 @@ impl Selection for FilterSelection {
     fn database(&self, db: &str) -> bool {
         self.0.selects_database(db)
     }
+    fn row_filters(&self, db: &str, table: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
+        self.0.row_filters_for(db, table).into_iter().map(|f| f.cloned()).collect()
+    }
 }
 
 /// The stages between source and sink, built from the task's spec.
@@ -171,6 +175,15 @@ impl Stages {
     }
 }
 
+/// `Snapshotting` while existing rows are being copied, then `Running`.
+fn phase(cp: &Checkpoint) -> TaskState {
+    if cp.snapshot.is_some() {
+        TaskState::Snapshotting
+    } else {
+        TaskState::Running
+    }
+}
+
 fn progress(state: TaskState, cp: &Checkpoint, ts_ms: Option<i64>) -> Result<Progress, RunError> {
     let checkpoint = serde_json::to_string(cp).map_err(|e| RunError::Definite(format!("checkpoint: {e}")))?;
     Ok(Progress {
@@ -191,16 +204,8 @@ async fn run_once(
     stop: &mut watch::Receiver<StopReason>,
 ) -> Result<(), RunError> {
     let spec = &task.spec;
-    if !spec.incr && resume.is_none() {
-        // Streaming alone would silently skip the existing rows.
-        return Err(RunError::Definite(
-            "incr=false (copy the existing rows, then stream) is not supported by this version yet; \
-             submit the task with incr=true to stream changes only"
-                .into(),
-        ));
-    }
     let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
-    let dbs: BTreeSet<String> = spec.filters.iter().map(|f| f.dbname.clone()).collect();
+    let dbs: Vec<String> = spec.filters.iter().map(|f| f.dbname.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let source = SourceConfig {
         host: spec.source.host.clone(),
         port: spec.source.port,
@@ -210,13 +215,26 @@ async fn run_once(
         idle_timeout: cfg.source_idle_timeout,
         connect_timeout: Duration::from_secs(10),
     };
+    let selection: Arc<dyn Selection> = Arc::new(FilterSelection(filter.clone()));
     let mut conn = source.connect().await?;
     let info = server_info(&mut conn).await?;
-    checks::check_source(&mut conn, &info, &dbs.iter().cloned().collect::<Vec<_>>()).await?;
-    let start = match resume.clone() {
-        Some(cp) => cp,
+    checks::check_source(&mut conn, &info, &dbs).await?;
+    // Where the task starts, and whether it copies existing rows first.
+    let (start, snap) = match resume.clone() {
+        Some(cp) if cp.snapshot.is_some() => {
+            let snap = snapshot::begin(&source, &info).await?;
+            (cp, Some(snap))
+        }
+        Some(cp) => (cp, None),
         // First start of an `incr: true` task: the source's current end.
-        None => current_position(&mut conn, &info).await?,
+        None if spec.incr => (current_position(&mut conn, &info).await?, None),
+        // First start of an `incr: false` task: a snapshot, then its position.
+        None => {
+            let mut snap = snapshot::begin(&source, &info).await?;
+            let tables = snapshot::plan(&mut snap, &dbs, selection.as_ref()).await?;
+            let progress = SnapshotProgress { tables, rows_copied: 0 };
+            (Checkpoint { snapshot: Some(progress), ..snap.position.clone() }, Some(snap))
+        }
     };
     drop(conn);
     let mut sink_cfg = SinkConfig::new(spec.kafka.addr.clone());
@@ -239,8 +257,25 @@ async fn run_once(
     tracing::info!(task = task.id, from = %start.display(), "task running");
 
     let (tx, mut rx) = mpsc::channel(cfg.channel_capacity);
-    let selection = Arc::new(FilterSelection(filter));
-    let mut reader = tokio::spawn(async move { stream(&source, &info, &start, selection, tx).await });
+    let chunk_rows = cfg.snapshot_chunk_rows;
+    let start_state = phase(&start);
+    let mut reader = tokio::spawn(async move {
+        let from = match snap {
+            Some(snap) => match snapshot::copy(snap, &start, &source, &info, selection.clone(), chunk_rows, &tx).await?
+            {
+                Some(from) => {
+                    let done = SourceItem::Commit { checkpoint: from.clone(), ts_ms: now_ms() };
+                    if tx.send(done).await.is_err() {
+                        return Ok(());
+                    }
+                    from
+                }
+                None => return Ok(()),
+            },
+            None => start,
+        };
+        stream(&source, &info, &from, selection, tx).await
+    });
     let (inflight_tx, inflight_rx) = mpsc::channel(cfg.max_in_flight);
     let (delivered_tx, delivered_rx) = watch::channel(None::<Delivered>);
     let mut acker = tokio::spawn(track(inflight_rx, delivered_tx));
@@ -256,12 +291,12 @@ async fn run_once(
                 let current = delivered_rx.borrow().clone();
                 if current != written || last_write.elapsed() >= cfg.heartbeat_interval {
                     if let Some(d) = &current {
-                        let p = progress(TaskState::Running, &d.checkpoint, Some(d.ts_ms))?;
+                        let p = progress(phase(&d.checkpoint), &d.checkpoint, Some(d.ts_ms))?;
                         if !store.record_progress(task.id, task.epoch, &p).await? {
                             break Err(RunError::Fenced);
                         }
                         *resume = Some(d.checkpoint.clone());
-                    } else if !store.record_state(task.id, task.epoch, TaskState::Running, "").await? {
+                    } else if !store.record_state(task.id, task.epoch, start_state, "").await? {
                         break Err(RunError::Fenced);
                     }
                     written = current;
@@ -315,7 +350,7 @@ async fn run_once(
     }
     let last = delivered_rx.borrow().clone();
     if let Some(d) = last.filter(|d| Some(d) != written.as_ref()) {
-        let p = progress(TaskState::Running, &d.checkpoint, Some(d.ts_ms))?;
+        let p = progress(phase(&d.checkpoint), &d.checkpoint, Some(d.ts_ms))?;
         if store.record_progress(task.id, task.epoch, &p).await? {
             *resume = Some(d.checkpoint);
         }

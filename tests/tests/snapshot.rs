@@ -1,0 +1,191 @@
+//! `incr: false`: copy the existing rows, then stream, with no gap.
+//! Against the real MariaDB and Kafka-protocol broker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dts_e2e::{fence_ids, read_until, unique_topic, Consumed, Rig};
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value};
+
+/// Rows in the big table (`DTS_TEST_SNAPSHOT_ROWS`, at least 1M by default).
+fn big_rows() -> i64 {
+    std::env::var("DTS_TEST_SNAPSHOT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+/// Reads `topic` until every fence row has arrived, i.e. to its end.
+async fn read_to_fence(rig: &Rig, topic: &str, fences: &[i64]) -> Vec<Consumed> {
+    let (addr, topic) = (rig.kafka.clone(), topic.to_owned());
+    let want: BTreeSet<i64> = fences.iter().copied().collect();
+    tokio::task::spawn_blocking(move || {
+        read_until(&addr, &[&topic], |m| {
+            m.last().is_some_and(|x| x.payload["source"]["table"] == "fence")
+                && want.is_subset(
+                    &m.iter()
+                        .filter(|x| x.payload["source"]["table"] == "fence")
+                        .filter_map(|x| x.payload["after"]["id"].as_i64())
+                        .collect(),
+                )
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// The last image of each key of `table`: `None` when its last change deleted it.
+fn latest(messages: &[Consumed], table: &str) -> BTreeMap<String, Option<Value>> {
+    let mut out = BTreeMap::new();
+    // Per key, order is partition order: messages are sorted by (partition, offset).
+    for m in messages.iter().filter(|m| m.payload["source"]["table"] == table) {
+        let after = &m.payload["after"];
+        out.insert(m.key.clone(), (!after.is_null()).then(|| after.clone()));
+    }
+    out
+}
+
+async fn write_fences(rig: &Rig) -> Vec<i64> {
+    let fences = fence_ids(3);
+    let values: Vec<String> = fences.iter().map(|id| format!("({id})")).collect();
+    rig.src.exec(&[&format!("INSERT INTO fence VALUES {}", values.join(","))]).await;
+    fences
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_every_table_then_streams_with_no_gap_while_writes_go_on() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    let n = big_rows();
+    rig.src
+        .exec(&[
+            "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(20), n INT)",
+            "CREATE TABLE composite (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b))",
+            "CREATE TABLE nokey (v INT, s VARCHAR(10))",
+            "CREATE TABLE empty (id INT PRIMARY KEY)",
+            "CREATE TABLE filtered (id INT PRIMARY KEY, grade INT)",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+            &format!("INSERT INTO big SELECT seq, CONCAT('v', seq), seq % 1000 FROM seq_1_to_{n}"),
+            "INSERT INTO composite SELECT seq % 50, CONCAT('k', seq), seq FROM seq_1_to_500",
+            "INSERT INTO nokey SELECT seq, 'x' FROM seq_1_to_300",
+            "INSERT INTO filtered SELECT seq, seq FROM seq_1_to_100",
+        ])
+        .await;
+    let topic = unique_topic("snapshot");
+    let body = rig.task(
+        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
+        json!([
+            {"dbname": db, "match": "/big|composite|nokey|empty|fence/"},
+            {"dbname": db, "match": "filtered", "filter": "grade >= 50"}
+        ]),
+    );
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["incr"] = json!(false);
+    let id = rig.submit(&body.to_string()).await;
+
+    // While it copies, the task shows its phase and progress.
+    let copying = rig.wait_task(id, "Snapshotting", |t| t["state"] == "Snapshotting").await;
+    assert!(copying["pos"].as_str().unwrap().starts_with("MariaDB/"), "{copying}");
+    let detail = rig.api.call("GET", &format!("/v1/task/{id}"), None).await;
+    let snap = detail.expect_ok()["snapshot"].clone();
+    assert_eq!(snap["tables_total"], 6, "{snap}");
+
+    // Writes during the copy, to rows already copied and rows still to come.
+    rig.src
+        .exec(&[
+            "UPDATE big SET v = 'updated' WHERE id IN (1, 2, 500000, 999999)",
+            "DELETE FROM big WHERE id IN (3, 700000)",
+            &format!("INSERT INTO big SELECT seq, 'new', 0 FROM seq_{}_to_{}", n + 1, n + 100),
+            "UPDATE composite SET v = -1 WHERE a = 7",
+            "DELETE FROM composite WHERE a = 8",
+            "UPDATE filtered SET grade = 10 WHERE id = 90",
+            "UPDATE filtered SET grade = 99 WHERE id = 5",
+        ])
+        .await;
+    rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
+    rig.src.exec(&["UPDATE big SET v = 'after' WHERE id = 4", "INSERT INTO big VALUES (-1, 'after', 1)"]).await;
+    let fences = write_fences(&rig).await;
+    let messages = read_to_fence(&rig, &topic, &fences).await;
+
+    // Snapshot reads are marked as such.
+    let reads: Vec<&Consumed> = messages.iter().filter(|m| m.payload["op"] == "r").collect();
+    assert!(reads.iter().all(|m| m.payload["source"]["snapshot"] == true && m.payload["before"].is_null()));
+    assert!(reads.len() as i64 >= n, "{} reads", reads.len());
+
+    // The topic's latest value per key equals each source table.
+    let mut conn = rig.src.pool.get_conn().await.unwrap();
+    let big: Vec<(i64, String, i64)> = conn.query("SELECT id, v, n FROM big").await.unwrap();
+    let want: BTreeMap<String, Option<Value>> =
+        big.into_iter().map(|(id, v, n)| (id.to_string(), Some(json!({"id": id, "v": v, "n": n})))).collect();
+    let got: BTreeMap<String, Option<Value>> =
+        latest(&messages, "big").into_iter().filter(|(_, v)| v.is_some()).collect();
+    assert_eq!(got.len(), want.len(), "rows in big");
+    let wrong: Vec<&String> = want.keys().filter(|k| got.get(*k) != want.get(*k)).take(5).collect();
+    assert!(wrong.is_empty(), "big differs at {wrong:?}");
+    assert!(latest(&messages, "big")["3"].is_none(), "a row deleted during the copy is gone");
+
+    let composite: Vec<(i64, String, i64)> = conn.query("SELECT a, b, v FROM composite").await.unwrap();
+    let want: BTreeMap<String, Option<Value>> = composite
+        .into_iter()
+        .map(|(a, b, v)| (format!("[{a},\"{b}\"]"), Some(json!({"a": a, "b": b, "v": v}))))
+        .collect();
+    let got: BTreeMap<String, Option<Value>> =
+        latest(&messages, "composite").into_iter().filter(|(_, v)| v.is_some()).collect();
+    assert_eq!(got, want, "composite");
+
+    // The row filter: only rows that pass, plus the update of a row leaving the set.
+    let passing: Vec<(i64, i64)> = conn.query("SELECT id, grade FROM filtered WHERE grade >= 50").await.unwrap();
+    let want: BTreeMap<String, Option<Value>> =
+        passing.into_iter().map(|(id, g)| (id.to_string(), Some(json!({"id": id, "grade": g})))).collect();
+    let got: BTreeMap<String, Option<Value>> = latest(&messages, "filtered")
+        .into_iter()
+        .filter(|(_, v)| v.as_ref().is_some_and(|v| v["grade"].as_i64().unwrap() >= 50))
+        .collect();
+    assert_eq!(got, want, "filtered");
+    assert!(
+        messages.iter().filter(|m| m.payload["source"]["table"] == "filtered" && m.payload["op"] == "r").all(|m| m
+            .payload["after"]["grade"]
+            .as_i64()
+            .unwrap()
+            >= 50),
+        "the snapshot never sends rows the filter drops"
+    );
+
+    // The table without a key arrives whole; the empty one sends nothing.
+    let nokey: BTreeSet<i64> = messages
+        .iter()
+        .filter(|m| m.payload["source"]["table"] == "nokey")
+        .map(|m| m.payload["after"]["v"].as_i64().unwrap())
+        .collect();
+    assert_eq!(nokey, (1..=300).collect());
+    assert!(!messages.iter().any(|m| m.payload["source"]["table"] == "empty"));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_reads_respect_the_rate_limit() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src
+        .exec(&[
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+            "INSERT INTO t SELECT seq, seq FROM seq_1_to_200",
+        ])
+        .await;
+    let topic = unique_topic("snaprate");
+    let body = rig.task(
+        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
+        json!([{"dbname": db, "match": "/t|fence/"}]),
+    );
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["incr"] = json!(false);
+    body["task"]["rate_limit"] = json!({"rate": 100, "capacity": 20});
+    let id = rig.submit(&body.to_string()).await;
+    rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
+    let fences = write_fences(&rig).await;
+    let messages = read_to_fence(&rig, &topic, &fences).await;
+    let reads: Vec<i64> = messages.iter().filter(|m| m.payload["op"] == "r").map(|m| m.timestamp_ms).collect();
+    assert_eq!(reads.len(), 200);
+    dts_e2e::assert_rate_bound(&reads, 100.0, 20.0);
+    rig.stop().await;
+}
