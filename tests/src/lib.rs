@@ -251,7 +251,8 @@ pub fn read_topic(addr: &str, topic: &str, expect: usize) -> Vec<Consumed> {
 }
 
 /// Reads `topics` from the beginning (partitions assigned directly: no
-/// group join to wait for) until `done` holds or 30 s pass.
+/// group join to wait for) until `done` holds or 120 s pass (reads of a
+/// million messages on a busy machine take a while; the condition ends it).
 pub fn read_until(addr: &str, topics: &[&str], done: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
@@ -261,7 +262,7 @@ pub fn read_until(addr: &str, topics: &[&str], done: impl Fn(&[Consumed]) -> boo
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut tpl = rdkafka::TopicPartitionList::new();
     for topic in topics {
         // The worker creates topics on first use: wait until this one exists.

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dts_e2e::{fence_ids, read_until, unique_topic, Consumed, Rig};
 use mysql_async::prelude::Queryable;
@@ -34,14 +34,19 @@ async fn read_to_fence(rig: &Rig, topic: &str, fences: &[i64]) -> Vec<Consumed> 
 }
 
 /// The last image of each key of `table`: `None` when its last change deleted it.
-fn latest(messages: &[Consumed], table: &str) -> BTreeMap<String, Option<Value>> {
-    let mut out = BTreeMap::new();
+fn latest<'a>(messages: &'a [Consumed], table: &str) -> HashMap<&'a str, Option<&'a Value>> {
+    let mut out = HashMap::new();
     // Per key, order is partition order: messages are sorted by (partition, offset).
     for m in messages.iter().filter(|m| m.payload["source"]["table"] == table) {
         let after = &m.payload["after"];
-        out.insert(m.key.clone(), (!after.is_null()).then(|| after.clone()));
+        out.insert(m.key.as_str(), (!after.is_null()).then_some(after));
     }
     out
+}
+
+/// The keys still present, with their images.
+fn present<'a>(latest: &HashMap<&'a str, Option<&'a Value>>) -> BTreeMap<&'a str, &'a Value> {
+    latest.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect()
 }
 
 async fn write_fences(rig: &Rig) -> Vec<i64> {
@@ -114,31 +119,35 @@ async fn copies_every_table_then_streams_with_no_gap_while_writes_go_on() {
     // The topic's latest value per key equals each source table.
     let mut conn = rig.src.pool.get_conn().await.unwrap();
     let big: Vec<(i64, String, i64)> = conn.query("SELECT id, v, n FROM big").await.unwrap();
-    let want: BTreeMap<String, Option<Value>> =
-        big.into_iter().map(|(id, v, n)| (id.to_string(), Some(json!({"id": id, "v": v, "n": n})))).collect();
-    let got: BTreeMap<String, Option<Value>> =
-        latest(&messages, "big").into_iter().filter(|(_, v)| v.is_some()).collect();
-    assert_eq!(got.len(), want.len(), "rows in big");
-    let wrong: Vec<&String> = want.keys().filter(|k| got.get(*k) != want.get(*k)).take(5).collect();
+    let latest_big = latest(&messages, "big");
+    let got = present(&latest_big);
+    assert_eq!(got.len(), big.len(), "rows in big");
+    let wrong: Vec<i64> = big
+        .iter()
+        .filter(|(id, v, n)| got.get(id.to_string().as_str()) != Some(&&json!({"id": id, "v": v, "n": n})))
+        .map(|(id, _, _)| *id)
+        .take(5)
+        .collect();
     assert!(wrong.is_empty(), "big differs at {wrong:?}");
-    assert!(latest(&messages, "big")["3"].is_none(), "a row deleted during the copy is gone");
+    assert_eq!(latest_big.get("3"), Some(&None), "a row deleted during the copy is gone");
 
     let composite: Vec<(i64, String, i64)> = conn.query("SELECT a, b, v FROM composite").await.unwrap();
-    let want: BTreeMap<String, Option<Value>> = composite
-        .into_iter()
-        .map(|(a, b, v)| (format!("[{a},\"{b}\"]"), Some(json!({"a": a, "b": b, "v": v}))))
-        .collect();
-    let got: BTreeMap<String, Option<Value>> =
-        latest(&messages, "composite").into_iter().filter(|(_, v)| v.is_some()).collect();
+    let want: BTreeMap<String, Value> =
+        composite.into_iter().map(|(a, b, v)| (format!("[{a},\"{b}\"]"), json!({"a": a, "b": b, "v": v}))).collect();
+    let latest_composite = latest(&messages, "composite");
+    let got: BTreeMap<String, Value> =
+        present(&latest_composite).into_iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
     assert_eq!(got, want, "composite");
 
     // The row filter: only rows that pass, plus the update of a row leaving the set.
     let passing: Vec<(i64, i64)> = conn.query("SELECT id, grade FROM filtered WHERE grade >= 50").await.unwrap();
-    let want: BTreeMap<String, Option<Value>> =
-        passing.into_iter().map(|(id, g)| (id.to_string(), Some(json!({"id": id, "grade": g})))).collect();
-    let got: BTreeMap<String, Option<Value>> = latest(&messages, "filtered")
+    let want: BTreeMap<String, Value> =
+        passing.into_iter().map(|(id, g)| (id.to_string(), json!({"id": id, "grade": g}))).collect();
+    let latest_filtered = latest(&messages, "filtered");
+    let got: BTreeMap<String, Value> = present(&latest_filtered)
         .into_iter()
-        .filter(|(_, v)| v.as_ref().is_some_and(|v| v["grade"].as_i64().unwrap() >= 50))
+        .filter(|(_, v)| v["grade"].as_i64().unwrap() >= 50)
+        .map(|(k, v)| (k.to_owned(), v.clone()))
         .collect();
     assert_eq!(got, want, "filtered");
     assert!(

@@ -247,10 +247,7 @@ async fn run_once(
         sink: KafkaSink::connect(sink_cfg)?,
         filter: filter.clone(),
     };
-    if !store
-        .record_progress(task.id, task.epoch, &progress(TaskState::Running, &start, task.transaction_time)?)
-        .await?
-    {
+    if !store.record_progress(task.id, task.epoch, &progress(phase(&start), &start, task.transaction_time)?).await? {
         return Err(RunError::Fenced);
     }
     *resume = Some(start.clone());

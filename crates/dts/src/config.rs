@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Replica server id of task N is this plus N; keep it clear of your real replicas' ids [default: 1000000000]
     #[arg(long, env = "DTS_SERVER_ID_BASE")]
     pub server_id_base: Option<u32>,
+    /// Rows per snapshot chunk of `incr: false` tasks [default: 10000]
+    #[arg(long, env = "DTS_SNAPSHOT_CHUNK_ROWS")]
+    pub snapshot_chunk_rows: Option<usize>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.
@@ -61,6 +64,7 @@ pub struct FileConfig {
     pub topic_partitions: Option<i32>,
     pub topic_replication_factor: Option<i32>,
     pub server_id_base: Option<u32>,
+    pub snapshot_chunk_rows: Option<usize>,
     /// Largest request body in bytes [default: 1 MiB].
     pub max_body_bytes: Option<usize>,
     /// Largest `per_page` of the task list [default: 1000].
@@ -101,6 +105,7 @@ pub struct WorkerSettings {
     pub topic_partitions: i32,
     pub topic_replication_factor: i32,
     pub server_id_base: u32,
+    pub snapshot_chunk_rows: usize,
 }
 
 /// Every setting resolved.
@@ -147,10 +152,11 @@ impl Settings {
             topic_partitions: args.topic_partitions.or(file.topic_partitions).unwrap_or(3),
             topic_replication_factor: args.topic_replication_factor.or(file.topic_replication_factor).unwrap_or(1),
             server_id_base: args.server_id_base.or(file.server_id_base).unwrap_or(1_000_000_000),
+            snapshot_chunk_rows: args.snapshot_chunk_rows.or(file.snapshot_chunk_rows).unwrap_or(10_000),
         };
-        if worker.topic_partitions < 1 || worker.topic_replication_factor < 1 {
+        if worker.topic_partitions < 1 || worker.topic_replication_factor < 1 || worker.snapshot_chunk_rows < 1 {
             return Err(ConfigError::Invalid(
-                "topic_partitions and topic_replication_factor must be at least 1".into(),
+                "topic_partitions, topic_replication_factor and snapshot_chunk_rows must be at least 1".into(),
             ));
         }
         let mut limits = dts_control::Limits::default();

@@ -157,6 +157,7 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
     worker_cfg.topic_partitions = settings.worker.topic_partitions;
     worker_cfg.replication_factor = settings.worker.topic_replication_factor;
     worker_cfg.server_id_base = settings.worker.server_id_base;
+    worker_cfg.snapshot_chunk_rows = settings.worker.snapshot_chunk_rows;
     let worker =
         (mode == Mode::Standalone).then(|| tokio::spawn(Worker::new(store.clone(), worker_cfg).run(worker_stopped)));
     tracing::info!(listen = %settings.listen, advertise = %settings.advertise, data_dir = %settings.data_dir.display(), mode = ?mode, "serving the dts API");
