@@ -255,3 +255,92 @@ fn raw_text(row: &sqlx::any::AnyRow, index: usize) -> String {
         .or_else(|_| row.try_get::<Vec<u8>, _>(index).map(|b| String::from_utf8(b).unwrap()))
         .unwrap()
 }
+
+mod cluster {
+    use super::*;
+
+    per_backend!(fresh_store =>
+        heartbeats_register_and_refresh_workers,
+        one_holder_per_lease,
+        assignment_bumps_the_epoch_and_fences_the_old_holder,
+    );
+
+    async fn heartbeats_register_and_refresh_workers(t: TestStore) {
+        t.store.worker_heartbeat("w1", "10.0.0.1:8080", 8, "0.1.0").await.unwrap();
+        let first = t.store.workers().await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].addr.as_str(), first[0].capacity, first[0].state.as_str()),
+            ("10.0.0.1:8080", 8, "active")
+        );
+        assert!(t.store.set_worker_state("w1", "draining").await.unwrap());
+        t.store.worker_heartbeat("w1", "10.0.0.9:8080", 16, "0.1.1").await.unwrap();
+        let again = t.store.workers().await.unwrap();
+        assert_eq!((again[0].addr.as_str(), again[0].capacity), ("10.0.0.9:8080", 16));
+        assert_eq!(again[0].state, "draining", "a heartbeat does not undo a drain");
+        assert!(again[0].heartbeat_at >= first[0].heartbeat_at);
+        assert!(!t.store.set_worker_state("nobody", "draining").await.unwrap());
+        assert!(t.store.remove_worker("w1").await.unwrap());
+        assert!(t.store.workers().await.unwrap().is_empty());
+    }
+
+    async fn one_holder_per_lease(t: TestStore) {
+        assert!(t.store.acquire_lease("scheduler", "cp-a", 60_000).await.unwrap());
+        assert!(!t.store.acquire_lease("scheduler", "cp-b", 60_000).await.unwrap(), "held by cp-a");
+        assert!(t.store.acquire_lease("scheduler", "cp-a", 60_000).await.unwrap(), "renewed by its holder");
+        // An expired lease goes to whoever asks first.
+        assert!(t.store.acquire_lease("other", "cp-a", -1).await.unwrap());
+        assert!(t.store.acquire_lease("other", "cp-b", 60_000).await.unwrap());
+        assert!(!t.store.acquire_lease("other", "cp-a", 60_000).await.unwrap());
+        // Concurrent contenders: exactly one wins.
+        let wins = futures_like_join(&t.store).await;
+        assert_eq!(wins, 1);
+    }
+
+    async fn futures_like_join(store: &Store) -> usize {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.acquire_lease("race", &format!("cp-{i}"), 60_000).await.unwrap() })
+            })
+            .collect();
+        let mut wins = 0;
+        for h in handles {
+            wins += usize::from(h.await.unwrap());
+        }
+        wins
+    }
+
+    async fn assignment_bumps_the_epoch_and_fences_the_old_holder(t: TestStore) {
+        let task = t.store.create_task(&seed_spec(), None).await.unwrap();
+        assert!(t.store.assign(task.id, task.epoch, Some(("w1", "10.0.0.1:8080")), 10_000).await.unwrap());
+        let on_w1 = t.store.get_task(task.id).await.unwrap().unwrap();
+        assert_eq!(
+            (on_w1.worker_id.as_deref(), on_w1.epoch, on_w1.service_addr.as_str()),
+            (Some("w1"), 1, "10.0.0.1:8080")
+        );
+        assert!(on_w1.lease_expires_at.unwrap() > dts_store::now_ms());
+        assert!(!t.store.assign(task.id, task.epoch, Some(("w2", "x")), 10_000).await.unwrap(), "stale epoch");
+        let running = Progress {
+            state: TaskState::Running,
+            message: String::new(),
+            pos: "p".into(),
+            checkpoint: None,
+            transaction_time: None,
+        };
+        assert!(t.store.record_progress(task.id, 1, &running).await.unwrap());
+        // Moved to w2: w1's writes are refused from now on.
+        assert!(t.store.assign(task.id, 1, Some(("w2", "10.0.0.2:8080")), 10_000).await.unwrap());
+        let on_w2 = t.store.get_task(task.id).await.unwrap().unwrap();
+        assert_eq!((on_w2.epoch, on_w2.state), (2, TaskState::Pending));
+        assert!(!t.store.record_progress(task.id, 1, &running).await.unwrap());
+        assert_eq!(t.store.tasks_for_worker("w2").await.unwrap().len(), 1);
+        assert!(t.store.tasks_for_worker("w1").await.unwrap().is_empty());
+        let placements = t.store.placements().await.unwrap();
+        assert_eq!(placements[0].worker_id.as_deref(), Some("w2"));
+        assert!(placements[0].desired_running);
+        assert_eq!(t.store.renew_task_leases("w2", 5_000).await.unwrap(), 1);
+        assert!(t.store.assign(task.id, 2, None, 0).await.unwrap());
+        assert_eq!(t.store.get_task(task.id).await.unwrap().unwrap().worker_id, None);
+    }
+}

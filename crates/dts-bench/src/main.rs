@@ -96,7 +96,12 @@ impl Bench {
     async fn wait(&self, id: i64, what: &str, pred: impl Fn(&dts_store::TaskRecord) -> bool) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            let task = self.store.get_task(id).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("task {id} gone"));
+            let task = self
+                .store
+                .get_task(id)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("task {id} gone"));
             if pred(&task) {
                 return Instant::now();
             }
@@ -125,16 +130,13 @@ async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Resu
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
     for start in (0..rows).step_by(1000) {
         let end = (start + 1000).min(rows);
-        let sql = format!(
-            "INSERT INTO {table} SELECT seq, seq % 1000, '{v}' FROM seq_{}_to_{}",
-            start + 1,
-            end
-        );
+        let sql = format!("INSERT INTO {table} SELECT seq, seq % 1000, '{v}' FROM seq_{}_to_{}", start + 1, end);
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let last_gtid: Option<String> = mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let last_gtid: Option<String> =
+        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     let last_gtid = last_gtid.unwrap_or_default();
     bench.store.set_desired_state(id, DesiredState::Running).await.unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
@@ -157,20 +159,26 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
     let started = bench.wait(id, "Snapshotting", |t| t.state == TaskState::Snapshotting).await;
     let done = bench.wait(id, "Running", |t| t.state == TaskState::Running).await;
     let seconds = (done - started).as_secs_f64();
-    Result { scenario: "snapshot".into(), variant: format!("{rows}-row table, small rows"), rows, seconds, rows_per_sec: rows as f64 / seconds }
+    Result {
+        scenario: "snapshot".into(),
+        variant: format!("{rows}-row table, small rows"),
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+    }
 }
 
 fn markdown(results: &[Result], cores: usize) -> String {
-    let mut md = format!(
-        "| scenario | variant | rows | seconds | rows/s |\n|---|---|---:|---:|---:|\n"
-    );
+    let mut md = format!("| scenario | variant | rows | seconds | rows/s |\n|---|---|---:|---:|---:|\n");
     for r in results {
         md.push_str(&format!(
             "| {} | {} | {} | {:.2} | {:.0} |\n",
             r.scenario, r.variant, r.rows, r.seconds, r.rows_per_sec
         ));
     }
-    md.push_str(&format!("\nMachine: {cores} cores. Source: MariaDB; broker: tansu (Kafka protocol), both on loopback.\n"));
+    md.push_str(&format!(
+        "\nMachine: {cores} cores. Source: MariaDB; broker: tansu (Kafka protocol), both on loopback.\n"
+    ));
     md
 }
 

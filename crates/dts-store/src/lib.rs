@@ -7,6 +7,7 @@
 //! - [`tasks`]: task rows: create, read, page, alter with optimistic
 //!   concurrency, desired state, progress writes fenced by epoch.
 //! - [`users`]: API users that dts created itself.
+//! - [`cluster`]: worker membership, the scheduler's lease, assignments.
 //! - [`cipher`]: AES-256-GCM for source passwords at rest.
 //! - [`backend`]: the three SQL dialects and their migrations.
 //!
@@ -16,6 +17,7 @@
 
 pub mod backend;
 pub mod cipher;
+pub mod cluster;
 pub mod tasks;
 mod text;
 pub mod users;
