@@ -407,6 +407,7 @@ impl TestApi {
             auth: Arc::new(Authenticator::new(users).unwrap()),
             placement: Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
             limits,
+            cluster: None,
         };
         let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
             .workers(2)

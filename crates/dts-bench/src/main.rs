@@ -169,7 +169,7 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
 }
 
 fn markdown(results: &[Result], cores: usize) -> String {
-    let mut md = format!("| scenario | variant | rows | seconds | rows/s |\n|---|---|---:|---:|---:|\n");
+    let mut md = String::from("| scenario | variant | rows | seconds | rows/s |\n|---|---|---:|---:|---:|\n");
     for r in results {
         md.push_str(&format!(
             "| {} | {} | {} | {:.2} | {:.0} |\n",

@@ -23,7 +23,8 @@ pub async fn submit(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let spec = parse_submit_body(&body)?;
     spec.validate()?;
-    let placement = state.placement.assignment();
+    let lease_ms = state.cluster.as_ref().map_or(0, |c| c.lease_ms);
+    let placement = state.placement.assignment(&state.store, lease_ms).await?;
     let task = state.store.create_task(&spec, placement.as_ref()).await?;
     tracing::info!(task = task.id, source = %task.source_addr, dest = %task.dest_addr, "task submitted");
     Ok(ok(json!({ "addr": task.service_addr, "id": task.id })))

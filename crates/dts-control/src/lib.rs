@@ -7,13 +7,20 @@
 //! - [`auth`]: HTTP Basic users (config, env, first-start generated user).
 //! - [`envelope`]: `{code,message,ttl,data}` and [`envelope::ApiError`].
 //! - [`views`]: the JSON shapes of list items and task details.
+//! - [`workers`]: operators' view of worker nodes (list, drain, activate).
+//! - [`internal`]: the API worker nodes use, behind the cluster token.
+//! - [`scheduler`]: places tasks on workers and moves them on failure.
 //!
-//! Request flow: request id -> access log -> Basic auth -> handler -> store.
+//! Request flow: request id -> access log -> Basic auth (or, for
+//! `/internal/`, the cluster token) -> handler -> store.
 
 pub mod auth;
 pub mod envelope;
 pub mod handlers;
+pub mod internal;
+pub mod scheduler;
 pub mod views;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,17 +57,24 @@ impl Default for Limits {
 pub enum Placement {
     /// `dts standalone`: the worker in this process runs every task.
     Local { worker_id: String, service_addr: String },
-    /// `dts control`: tasks wait as `Pending` until a worker node takes them.
-    Deferred,
+    /// `dts control`: the least loaded live worker node, if any; otherwise
+    /// the task waits as `Pending` for the scheduler.
+    Cluster,
 }
 
 impl Placement {
-    pub fn assignment(&self) -> Option<Assignment> {
+    /// The node a new task goes to.
+    pub async fn assignment(&self, store: &Store, lease_ms: i64) -> Result<Option<Assignment>, dts_store::StoreError> {
         match self {
             Self::Local { worker_id, service_addr } => {
-                Some(Assignment { worker_id: worker_id.clone(), service_addr: service_addr.clone() })
+                Ok(Some(Assignment { worker_id: worker_id.clone(), service_addr: service_addr.clone() }))
             }
-            Self::Deferred => None,
+            Self::Cluster => {
+                let workers = store.workers().await?;
+                let load = scheduler::loads(&store.placements().await?);
+                Ok(scheduler::pick(&workers, &load, lease_ms)
+                    .map(|w| Assignment { worker_id: w.id.clone(), service_addr: w.addr.clone() }))
+            }
         }
     }
 }
@@ -72,6 +86,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub placement: Placement,
     pub limits: Limits,
+    /// Set on control planes that serve worker nodes.
+    pub cluster: Option<internal::ClusterSettings>,
 }
 
 /// The URL table, for `App::configure`.
@@ -85,6 +101,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/dispatch/start/{id}").route(web::post().to(start)))
         .service(resource("/v1/task/list").route(web::get().to(list)))
         .service(resource("/v1/task/{id}").route(web::get().to(detail)).route(web::delete().to(delete)))
+        .service(resource("/v1/workers").route(web::get().to(workers::list)))
+        .service(resource("/v1/workers/{id}/drain").route(web::post().to(workers::drain)))
+        .service(resource("/v1/workers/{id}/activate").route(web::post().to(workers::activate)))
+        .service(resource("/internal/v1/heartbeat").route(web::post().to(internal::heartbeat)))
+        .service(resource("/internal/v1/tasks/{id}/progress").route(web::post().to(internal::progress)))
+        .service(resource("/internal/v1/tasks/{id}/state").route(web::post().to(internal::task_state)))
         .default_service(web::to(route_not_found));
 }
 
@@ -135,12 +157,13 @@ async fn request_id_and_access_log(
     Ok(res)
 }
 
-/// Every endpoint but `/healthz` needs Basic credentials.
+/// Every endpoint but `/healthz` needs Basic credentials; `/internal/`
+/// endpoints check the cluster token instead (in their handlers).
 async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if req.path() != "/healthz" {
+    if req.path() != "/healthz" && !req.path().starts_with("/internal/") {
         let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
             let err = envelope::ApiError::new(dts_core::ErrorCode::Internal, "application state missing");
             return Ok(req.into_response(err.error_response()));

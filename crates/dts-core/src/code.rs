@@ -40,6 +40,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// No task with that id.
     TaskNotFound,
+    /// No worker node with that id.
+    WorkerNotFound,
     /// No such endpoint.
     RouteNotFound,
     /// The endpoint exists but not for this HTTP method.
@@ -75,6 +77,7 @@ impl ErrorCode {
             Self::InvalidTaskId => 40031,
             Self::Unauthorized => 40100,
             Self::TaskNotFound => 40400,
+            Self::WorkerNotFound => 40401,
             Self::RouteNotFound => 40404,
             Self::MethodNotAllowed => 40500,
             Self::Conflict => 40900,
@@ -93,7 +96,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::Ok,
         Self::MalformedJson,
         Self::InvalidField,
@@ -110,6 +113,7 @@ impl ErrorCode {
         Self::InvalidTaskId,
         Self::Unauthorized,
         Self::TaskNotFound,
+        Self::WorkerNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::Conflict,

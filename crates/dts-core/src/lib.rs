@@ -9,6 +9,7 @@
 //! - [`task`]: task states as the list endpoint shows them.
 //! - [`code`]: the numeric error codes of the API envelope.
 //! - [`event`]: row changes and column values as the pipeline carries them.
+//! - [`wire`]: messages between worker nodes and the control plane.
 
 pub mod code;
 pub mod event;
@@ -16,6 +17,7 @@ pub mod filter;
 pub mod matcher;
 pub mod spec;
 pub mod task;
+pub mod wire;
 
 pub use code::ErrorCode;
 pub use spec::{SpecError, TaskSpec};

@@ -187,6 +187,21 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Takes the task from its worker without bumping the epoch, so that
+    /// worker can still record its final position while it stops; nobody
+    /// gets the task before `hold_off_ms` pass (the worker learns of it at
+    /// its next heartbeat). The next [`Store::assign`] fences it off.
+    pub async fn release(&self, id: i64, epoch: i64, hold_off_ms: i64) -> Result<bool, StoreError> {
+        let sql = self.backend.sql(
+            "UPDATE dts_tasks SET worker_id = NULL, service_addr = '', lease_expires_at = ?, updated_at = ?, \
+             state = CASE WHEN state IN ('Running', 'Snapshotting') THEN 'Pending' ELSE state END \
+             WHERE id = ? AND epoch = ?",
+        );
+        let now = now_ms();
+        let done = sqlx::query(&sql).bind(now + hold_off_ms).bind(now).bind(id).bind(epoch).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Extends the leases of every task `worker_id` holds.
     pub async fn renew_task_leases(&self, worker_id: &str, lease_ms: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(&self.backend.sql("UPDATE dts_tasks SET lease_expires_at = ? WHERE worker_id = ?"))

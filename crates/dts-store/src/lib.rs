@@ -80,8 +80,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// Seals and opens source passwords; the same key must be given to every
-    /// node that shares the store.
-    cipher: SecretCipher,
+    /// node that shares the store. Shared: the key schedule is large.
+    cipher: std::sync::Arc<SecretCipher>,
 }
 
 impl Store {
@@ -109,7 +109,7 @@ impl Store {
         }
         let pool = opts.connect(&backend.normalize_url(url)).await?;
         backend.migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let store = Self { pool, backend, cipher };
+        let store = Self { pool, backend, cipher: std::sync::Arc::new(cipher) };
         store.check_key().await?;
         Ok(store)
     }

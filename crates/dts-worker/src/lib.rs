@@ -7,6 +7,9 @@
 //!   changes (alter, stop, start), stops them when a task is deleted or
 //!   reassigned.
 //! - [`runner`]: one task's pipeline, retries and final state.
+//! - [`port`]: where tasks come from and where runners report: the store
+//!   (`dts standalone`) or the control plane over HTTP (`dts worker`).
+//! - [`client`]: the HTTP client of the control plane's internal API.
 //! - [`acks`]: in-order acknowledgement tracking behind the checkpoint.
 //! - [`error`]: transient, definite and fenced ends of a run.
 //!
@@ -14,17 +17,22 @@
 //! runner has flushed its acknowledged position (each within `drain_timeout`).
 
 pub mod acks;
+pub mod client;
 pub mod error;
+pub mod port;
 pub mod runner;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dts_core::wire::Heartbeat;
 use dts_core::{DesiredState, TaskState};
 use dts_store::Store;
 use tokio::sync::watch;
 
+use crate::client::ControlClient;
+use crate::port::{Port, TaskAssignment};
 use crate::runner::{StopReason, TaskHandle};
 
 /// How the worker runs tasks.
@@ -79,17 +87,60 @@ impl WorkerConfig {
     }
 }
 
+/// Until when this node may run its tasks. Cluster mode sets it from each
+/// heartbeat answer; runners check it before every message, so a node that
+/// was frozen past its lease stops producing the moment it wakes, before
+/// the supervisor even runs. `None` (standalone) never expires.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseClock(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl LeaseClock {
+    fn renew(&self, until: Instant) {
+        if let Ok(mut d) = self.0.lock() {
+            *d = Some(until);
+        }
+    }
+
+    pub fn expired(&self) -> bool {
+        self.0.lock().map_or(true, |d| d.is_some_and(|until| Instant::now() >= until))
+    }
+}
+
+/// Where the supervisor learns its tasks.
+#[derive(Debug)]
+enum Assignments {
+    /// `dts standalone`: this worker's tasks, read from the store.
+    Store(Store),
+    /// `dts worker`: the answer to each heartbeat.
+    Control { client: Arc<ControlClient>, beat: Heartbeat },
+}
+
 /// The supervisor of this node's tasks.
 #[derive(Debug)]
 pub struct Worker {
-    store: Store,
+    source: Assignments,
     cfg: Arc<WorkerConfig>,
     running: HashMap<i64, TaskHandle>,
+    /// Cluster mode: until when the last heartbeat answer lets tasks run.
+    lease: LeaseClock,
 }
 
 impl Worker {
+    /// A worker reading its tasks from the store (`dts standalone`).
     pub fn new(store: Store, cfg: WorkerConfig) -> Self {
-        Self { store, cfg: Arc::new(cfg), running: HashMap::new() }
+        Self {
+            source: Assignments::Store(store),
+            cfg: Arc::new(cfg),
+            running: HashMap::new(),
+            lease: LeaseClock::default(),
+        }
+    }
+
+    /// A worker node of a cluster: heartbeats `client`'s control planes,
+    /// runs what they assign, reports through them.
+    pub fn cluster(client: ControlClient, beat: Heartbeat, cfg: WorkerConfig) -> Self {
+        let source = Assignments::Control { client: Arc::new(client), beat };
+        Self { source, cfg: Arc::new(cfg), running: HashMap::new(), lease: LeaseClock::default() }
     }
 
     /// Runs until `shutdown` turns true, then stops every task and returns.
@@ -115,14 +166,58 @@ impl Worker {
         tracing::info!(worker = %self.cfg.worker_id, "worker stopped");
     }
 
+    fn port(&self) -> Port {
+        match &self.source {
+            Assignments::Store(store) => Port::Store(store.clone()),
+            Assignments::Control { client, .. } => Port::Control(client.clone()),
+        }
+    }
+
+    /// This worker's tasks now, or why they could not be read.
+    async fn fetch(&mut self) -> Result<Vec<TaskAssignment>, String> {
+        match &self.source {
+            Assignments::Store(store) => {
+                let records = store.tasks_for_worker(&self.cfg.worker_id).await.map_err(|e| e.to_string())?;
+                let mut out = Vec::with_capacity(records.len());
+                for task in records {
+                    match store.source_password(&task) {
+                        Ok(password) => out.push(TaskAssignment::from_record(task, password)),
+                        Err(e) => {
+                            let message = format!("cannot read the source password: {e}");
+                            let _ = store.record_state(task.id, task.epoch, TaskState::Failed, &message).await;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Assignments::Control { client, beat } => {
+                let asked = Instant::now();
+                let reply = client.heartbeat(beat).await?;
+                // Stop a safety margin before the control plane may reassign.
+                let lease = Duration::from_millis(u64::try_from(reply.lease_ms).unwrap_or(0));
+                self.lease.renew(asked + lease.saturating_sub(lease / 4));
+                reply.tasks.into_iter().map(TaskAssignment::from_wire).collect()
+            }
+        }
+    }
+
     async fn reconcile(&mut self) {
         // Reap first, so a task restarted below reads the final checkpoint
         // its previous runner wrote.
         self.running.retain(|_, h| !h.is_finished());
-        let assigned = match self.store.tasks_for_worker(&self.cfg.worker_id).await {
+        let assigned = match self.fetch().await {
             Ok(tasks) => tasks,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read assignments; keeping tasks as they are");
+                if self.lease.expired() && !self.running.is_empty() {
+                    // Cut off from the control plane past the lease: another
+                    // worker may get these tasks, so none may run here.
+                    tracing::error!(error = %e, tasks = self.running.len(), "lease lost; stopping every task");
+                    for h in self.running.values() {
+                        h.stop(StopReason::Lost);
+                    }
+                } else {
+                    tracing::warn!(error = %e, "cannot read assignments; keeping tasks as they are");
+                }
                 return;
             }
         };
@@ -133,6 +228,7 @@ impl Worker {
                 }
             }
         }
+        let port = self.port();
         for task in assigned {
             let should_run = task.desired_state == DesiredState::Running && task.state != TaskState::Failed;
             match self.running.get(&task.id) {
@@ -141,13 +237,13 @@ impl Worker {
                 }
                 Some(_) => {}
                 None if should_run => {
-                    tracing::info!(task = task.id, version = task.version, "starting task");
-                    let handle = runner::spawn(self.store.clone(), task.clone(), self.cfg.clone());
+                    tracing::info!(task = task.id, version = task.version, epoch = task.epoch, "starting task");
+                    let handle = runner::spawn(port.clone(), task.clone(), self.cfg.clone(), self.lease.clone());
                     self.running.insert(task.id, handle);
                 }
                 None if task.state == TaskState::Stopping => {
                     // Its runner ended before it could record the stop.
-                    let _ = self.store.record_state(task.id, task.epoch, TaskState::Stopped, "").await;
+                    let _ = port.record_state(task.id, task.epoch, TaskState::Stopped, "").await;
                 }
                 None => {}
             }

@@ -16,14 +16,16 @@ use dts_pipeline::shape::Shaper;
 use dts_source::position::SnapshotProgress;
 use dts_source::reader::{stream, Selection, SourceItem};
 use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
+use dts_store::now_ms;
 use dts_store::tasks::Progress;
-use dts_store::{now_ms, Store, TaskRecord};
+
+use crate::port::{Port, TaskAssignment};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::acks::{track, Delivered, InFlight};
 use crate::error::RunError;
-use crate::WorkerConfig;
+use crate::{LeaseClock, WorkerConfig};
 
 /// Why a runner is asked to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +70,25 @@ impl TaskHandle {
     }
 }
 
-pub fn spawn(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>) -> TaskHandle {
+pub fn spawn(port: Port, task: TaskAssignment, cfg: Arc<WorkerConfig>, lease: LeaseClock) -> TaskHandle {
     let (stop, stop_rx) = watch::channel(StopReason::Running);
     let (version, epoch) = (task.version, task.epoch);
-    let join = tokio::spawn(run_task(store, task, cfg, stop_rx));
+    let join = tokio::spawn(run_task(port, task, cfg, lease, stop_rx));
     TaskHandle { version, epoch, stop, join }
 }
 
-async fn run_task(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>, mut stop: watch::Receiver<StopReason>) {
+async fn run_task(
+    port: Port,
+    task: TaskAssignment,
+    cfg: Arc<WorkerConfig>,
+    lease: LeaseClock,
+    mut stop: watch::Receiver<StopReason>,
+) {
     let id = task.id;
     let mut resume = match task.checkpoint.as_deref().map(serde_json::from_str::<Checkpoint>).transpose() {
         Ok(cp) => cp,
         Err(e) => {
-            let _ = store.record_state(id, task.epoch, TaskState::Failed, &format!("unreadable checkpoint: {e}")).await;
+            let _ = port.record_state(id, task.epoch, TaskState::Failed, &format!("unreadable checkpoint: {e}")).await;
             return;
         }
     };
@@ -90,17 +98,17 @@ async fn run_task(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>, mut st
         // backoff has already been observed and would not wake `changed()`.
         let requested = *stop.borrow();
         if requested != StopReason::Running {
-            return finish(&store, &task, requested).await;
+            return finish(&port, &task, requested).await;
         }
-        match run_once(&store, &task, &cfg, &mut resume, &mut stop).await {
+        match run_once(&port, &task, &cfg, &lease, &mut resume, &mut stop).await {
             Ok(()) => {
                 let reason = *stop.borrow();
-                return finish(&store, &task, reason).await;
+                return finish(&port, &task, reason).await;
             }
-            Err(RunError::Fenced) => return finish(&store, &task, StopReason::Lost).await,
+            Err(RunError::Fenced) => return finish(&port, &task, StopReason::Lost).await,
             Err(RunError::Definite(message)) => {
                 tracing::error!(task = id, %message, "task failed");
-                let _ = store.record_state(id, task.epoch, TaskState::Failed, &message).await;
+                let _ = port.record_state(id, task.epoch, TaskState::Failed, &message).await;
                 return;
             }
             Err(RunError::Transient(message)) => {
@@ -109,8 +117,8 @@ async fn run_task(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>, mut st
                 }
                 tracing::warn!(task = id, %message, retry_in = ?backoff, "task interrupted; retrying from its checkpoint");
                 let note = format!("retrying after: {message}");
-                if let Ok(false) = store.record_state(id, task.epoch, TaskState::Running, &note).await {
-                    return finish(&store, &task, StopReason::Lost).await;
+                if let Ok(false) = port.record_state(id, task.epoch, TaskState::Running, &note).await {
+                    return finish(&port, &task, StopReason::Lost).await;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -123,14 +131,14 @@ async fn run_task(store: Store, task: TaskRecord, cfg: Arc<WorkerConfig>, mut st
 }
 
 /// Records the state a run ends in.
-async fn finish(store: &Store, task: &TaskRecord, reason: StopReason) {
+async fn finish(port: &Port, task: &TaskAssignment, reason: StopReason) {
     let final_state = match reason {
         StopReason::Stop => Some((TaskState::Stopped, "")),
         StopReason::Shutdown => Some((TaskState::Pending, "the worker stopped; the task resumes when it starts")),
         StopReason::Running | StopReason::Restart | StopReason::Lost => None,
     };
     if let Some((state, message)) = final_state {
-        let _ = store.record_state(task.id, task.epoch, state, message).await;
+        let _ = port.record_state(task.id, task.epoch, state, message).await;
     }
     tracing::info!(task = task.id, ?reason, "task ended");
 }
@@ -152,6 +160,7 @@ impl Selection for FilterSelection {
 
 /// The stages between source and sink, built from the task's spec.
 struct Stages {
+    lease: LeaseClock,
     filter: TaskFilter,
     shaper: Shaper,
     router: Router,
@@ -161,6 +170,9 @@ struct Stages {
 
 impl Stages {
     async fn deliver(&self, change: &Change, inflight: &mpsc::Sender<InFlight>) -> Result<(), RunError> {
+        if self.lease.expired() {
+            return Err(RunError::Fenced);
+        }
         if let Change::Row(row) = change {
             if !self.filter.passes(row) {
                 return Ok(());
@@ -197,9 +209,10 @@ fn progress(state: TaskState, cp: &Checkpoint, ts_ms: Option<i64>) -> Result<Pro
 
 /// One connected run, until stopped (`Ok`) or an error.
 async fn run_once(
-    store: &Store,
-    task: &TaskRecord,
+    port: &Port,
+    task: &TaskAssignment,
     cfg: &WorkerConfig,
+    lease: &LeaseClock,
     resume: &mut Option<Checkpoint>,
     stop: &mut watch::Receiver<StopReason>,
 ) -> Result<(), RunError> {
@@ -210,7 +223,7 @@ async fn run_once(
         host: spec.source.host.clone(),
         port: spec.source.port,
         user: spec.source.username.clone(),
-        password: store.source_password(task)?,
+        password: task.password.clone(),
         server_id: cfg.server_id_base.wrapping_add(task.id as u32),
         idle_timeout: cfg.source_idle_timeout,
         connect_timeout: Duration::from_secs(10),
@@ -241,13 +254,14 @@ async fn run_once(
     sink_cfg.topic_partitions = cfg.topic_partitions;
     sink_cfg.replication_factor = cfg.replication_factor;
     let stages = Stages {
+        lease: lease.clone(),
         shaper: Shaper::new(&spec.kafka),
         router: Router::new(&spec.kafka),
         limiter: RowLimiter::new(spec.rate_limit),
         sink: KafkaSink::connect(sink_cfg)?,
         filter: filter.clone(),
     };
-    if !store.record_progress(task.id, task.epoch, &progress(phase(&start), &start, task.transaction_time)?).await? {
+    if !port.record_progress(task.id, task.epoch, &progress(phase(&start), &start, task.transaction_time)?).await? {
         return Err(RunError::Fenced);
     }
     *resume = Some(start.clone());
@@ -289,11 +303,11 @@ async fn run_once(
                 if current != written || last_write.elapsed() >= cfg.heartbeat_interval {
                     if let Some(d) = &current {
                         let p = progress(phase(&d.checkpoint), &d.checkpoint, Some(d.ts_ms))?;
-                        if !store.record_progress(task.id, task.epoch, &p).await? {
+                        if !port.record_progress(task.id, task.epoch, &p).await? {
                             break Err(RunError::Fenced);
                         }
                         *resume = Some(d.checkpoint.clone());
-                    } else if !store.record_state(task.id, task.epoch, start_state, "").await? {
+                    } else if !port.record_state(task.id, task.epoch, start_state, "").await? {
                         break Err(RunError::Fenced);
                     }
                     written = current;
@@ -348,7 +362,7 @@ async fn run_once(
     let last = delivered_rx.borrow().clone();
     if let Some(d) = last.filter(|d| Some(d) != written.as_ref()) {
         let p = progress(phase(&d.checkpoint), &d.checkpoint, Some(d.ts_ms))?;
-        if store.record_progress(task.id, task.epoch, &p).await? {
+        if port.record_progress(task.id, task.epoch, &p).await? {
             *resume = Some(d.checkpoint);
         }
     }

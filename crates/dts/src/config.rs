@@ -48,6 +48,28 @@ pub struct ServeArgs {
     /// Rows per snapshot chunk of `incr: false` tasks [default: 10000]
     #[arg(long, env = "DTS_SNAPSHOT_CHUNK_ROWS")]
     pub snapshot_chunk_rows: Option<usize>,
+    /// Shared secret between control planes and workers (required by `control` and `worker`)
+    #[arg(long, env = "DTS_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// Worker heartbeat lease in ms: a silent worker loses its tasks after this [default: 5000]
+    #[arg(long, env = "DTS_LEASE_MS")]
+    pub lease_ms: Option<i64>,
+}
+
+/// Options of `dts worker`, on top of the shared ones.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Control-plane addresses, comma-separated (http://host:port)
+    #[arg(long = "control", env = "DTS_CONTROL_URLS", value_delimiter = ',')]
+    pub control: Vec<String>,
+    /// Stable id of this node [default: generated once into DATA_DIR/worker.id]
+    #[arg(long, env = "DTS_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Most tasks this node runs at once [default: 16]
+    #[arg(long, env = "DTS_WORKER_CAPACITY")]
+    pub capacity: Option<i64>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.
@@ -65,6 +87,11 @@ pub struct FileConfig {
     pub topic_replication_factor: Option<i32>,
     pub server_id_base: Option<u32>,
     pub snapshot_chunk_rows: Option<usize>,
+    pub cluster_token: Option<Secret>,
+    pub lease_ms: Option<i64>,
+    pub control: Option<Vec<String>>,
+    pub worker_id: Option<String>,
+    pub capacity: Option<i64>,
     /// Largest request body in bytes [default: 1 MiB].
     pub max_body_bytes: Option<usize>,
     /// Largest `per_page` of the task list [default: 1000].
@@ -120,6 +147,8 @@ pub struct Settings {
     pub limits: dts_control::Limits,
     pub users: Vec<UserEntry>,
     pub worker: WorkerSettings,
+    pub cluster_token: Option<Secret>,
+    pub lease_ms: i64,
 }
 
 pub fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -159,6 +188,10 @@ impl Settings {
                 "topic_partitions, topic_replication_factor and snapshot_chunk_rows must be at least 1".into(),
             ));
         }
+        let lease_ms = args.lease_ms.or(file.lease_ms).unwrap_or(5_000);
+        if lease_ms < 1_000 {
+            return Err(ConfigError::Invalid("lease_ms must be at least 1000".into()));
+        }
         let mut limits = dts_control::Limits::default();
         if let Some(n) = file.max_body_bytes {
             limits.max_body_bytes = n;
@@ -196,6 +229,8 @@ impl Settings {
             limits,
             users,
             worker,
+            cluster_token: args.cluster_token.map(Secret::new).or(file.cluster_token),
+            lease_ms,
         })
     }
 }

@@ -9,13 +9,17 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use dts_control::auth::{generate_password, hash_password, Authenticator, Credential, UserEntry};
+use dts_control::internal::ClusterSettings;
+use dts_control::scheduler::SchedulerConfig;
 use dts_control::{AppState, Placement};
+use dts_core::wire::Heartbeat;
 use dts_store::users::StoredUser;
 use dts_store::{redact_url, SecretCipher, Store};
+use dts_worker::client::ControlClient;
 use dts_worker::{Worker, WorkerConfig};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{load_file, KeySource, ServeArgs, Settings};
+use crate::config::{load_file, KeySource, ServeArgs, Settings, WorkerArgs};
 
 /// The worker id of the local worker in `dts standalone`.
 const STANDALONE_WORKER: &str = "standalone";
@@ -39,8 +43,8 @@ enum Command {
     Standalone(ServeArgs),
     /// Control plane only: the REST API over a shared store
     Control(ServeArgs),
-    /// A worker node that runs tasks dispatched by the control plane
-    Worker,
+    /// A worker node: runs the tasks the control plane assigns to it
+    Worker(WorkerArgs),
     /// Read a password on stdin and print its argon2id hash for the config file
     HashPassword,
     /// Print a new random secret key (base64) for DTS_SECRET_KEY
@@ -65,9 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => serve(cli.config, args, Mode::Standalone),
         Command::Control(args) => serve(cli.config, args, Mode::Control),
-        Command::Worker => Err(RunError::Other(
-            "`dts worker` nodes are not available in this version yet; run `dts standalone`".into(),
-        )),
+        Command::Worker(args) => run_worker(cli.config, args),
         Command::HashPassword => hash_from_stdin(),
         Command::GenKey => {
             emit(&SecretCipher::generate_key_base64());
@@ -125,7 +127,7 @@ fn serve(config: Option<PathBuf>, args: ServeArgs, mode: Mode) -> Result<(), Run
     runtime.block_on(run(settings, mode))
 }
 
-async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
+async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     let cipher = match &settings.key {
         KeySource::Inline(key) => SecretCipher::from_base64(key.expose())?,
         KeySource::File(path) => SecretCipher::load_or_create_file(path)?,
@@ -134,42 +136,151 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), RunError> {
     let store = Store::open(url, cipher).await.map_err(|source| RunError::Store { url: redact_url(url), source })?;
     tracing::info!(store = %redact_url(url), backend = store.backend().name(), "task store ready");
 
-    let users = users_with_bootstrap(&store, settings.users).await?;
+    let users = users_with_bootstrap(&store, std::mem::take(&mut settings.users)).await?;
     let auth = Authenticator::new(users).map_err(|e| RunError::Other(e.to_string()))?;
     // One worker in standalone mode: a fixed id, so its tasks stay its own
     // whatever address it is started on.
     let worker_id = STANDALONE_WORKER.to_owned();
-    if mode == Mode::Standalone {
-        store
-            .set_service_addr(&worker_id, &settings.advertise)
-            .await
-            .map_err(|source| RunError::Store { url: redact_url(url), source })?;
-    }
-    let placement = match mode {
-        Mode::Standalone => Placement::Local { worker_id: worker_id.clone(), service_addr: settings.advertise.clone() },
-        Mode::Control => Placement::Deferred,
+    let (placement, cluster) = match mode {
+        Mode::Standalone => {
+            store
+                .set_service_addr(&worker_id, &settings.advertise)
+                .await
+                .map_err(|source| RunError::Store { url: redact_url(url), source })?;
+            (Placement::Local { worker_id: worker_id.clone(), service_addr: settings.advertise.clone() }, None)
+        }
+        Mode::Control => {
+            let token = settings.cluster_token.as_ref().ok_or_else(|| {
+                RunError::Other("`dts control` needs a cluster token for its workers: set DTS_CLUSTER_TOKEN".into())
+            })?;
+            (Placement::Cluster, Some(ClusterSettings::new(token.expose(), settings.lease_ms)))
+        }
     };
-    let state = AppState { store: store.clone(), auth: Arc::new(auth), placement, limits: settings.limits };
+    let state = AppState { store: store.clone(), auth: Arc::new(auth), placement, limits: settings.limits, cluster };
     // Shutdown protocol: a signal stops the API (finishing requests in
-    // flight), then the local worker flushes and checkpoints every task.
-    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let mut worker_cfg = WorkerConfig::new(worker_id);
-    worker_cfg.topic_partitions = settings.worker.topic_partitions;
-    worker_cfg.replication_factor = settings.worker.topic_replication_factor;
-    worker_cfg.server_id_base = settings.worker.server_id_base;
-    worker_cfg.snapshot_chunk_rows = settings.worker.snapshot_chunk_rows;
-    let worker =
-        (mode == Mode::Standalone).then(|| tokio::spawn(Worker::new(store.clone(), worker_cfg).run(worker_stopped)));
+    // flight), then the scheduler and the local worker, which flushes and
+    // checkpoints every task.
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let background = match mode {
+        Mode::Standalone => {
+            let cfg = worker_config(worker_id, &settings);
+            tokio::spawn(Worker::new(store.clone(), cfg).run(background_stopped))
+        }
+        Mode::Control => {
+            let cfg = SchedulerConfig {
+                holder: format!("control@{}#{}", settings.advertise, std::process::id()),
+                tick: std::time::Duration::from_millis(500),
+                lease_ms: settings.lease_ms,
+            };
+            tokio::spawn(dts_control::scheduler::run(store.clone(), cfg, background_stopped))
+        }
+    };
     tracing::info!(listen = %settings.listen, advertise = %settings.advertise, data_dir = %settings.data_dir.display(), mode = ?mode, "serving the dts API");
     let served = dts_control::serve(state, settings.listen, settings.http_workers, shutdown_signal()).await;
-    let _ = stop_worker.send(true);
-    if let Some(worker) = worker {
-        let _ = worker.await;
-    }
+    let _ = stop_background.send(true);
+    let _ = background.await;
     served.map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn worker_config(worker_id: String, settings: &Settings) -> WorkerConfig {
+    let mut cfg = WorkerConfig::new(worker_id);
+    cfg.topic_partitions = settings.worker.topic_partitions;
+    cfg.replication_factor = settings.worker.topic_replication_factor;
+    cfg.server_id_base = settings.worker.server_id_base;
+    cfg.snapshot_chunk_rows = settings.worker.snapshot_chunk_rows;
+    cfg
+}
+
+/// `dts worker`: heartbeats the control planes and runs what they assign.
+fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError> {
+    let file = load_file(config.as_deref())?;
+    let control = if args.control.is_empty() { file.control.clone().unwrap_or_default() } else { args.control };
+    let worker_id = args.worker_id.or(file.worker_id.clone());
+    let capacity = args.capacity.or(file.capacity).unwrap_or(16);
+    let settings = Settings::resolve(args.serve, file, None)?;
+    if control.is_empty() {
+        return Err(RunError::Other("`dts worker` needs its control planes: set DTS_CONTROL_URLS or --control".into()));
+    }
+    if capacity < 1 {
+        return Err(RunError::Other("capacity must be at least 1".into()));
+    }
+    let token = settings
+        .cluster_token
+        .clone()
+        .ok_or_else(|| RunError::Other("`dts worker` needs the cluster token: set DTS_CLUSTER_TOKEN".into()))?;
+    let worker_id = match worker_id {
+        Some(id) => id,
+        None => stable_worker_id(&settings.data_dir)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5)).map_err(RunError::Other)?;
+        let beat = Heartbeat {
+            worker_id: worker_id.clone(),
+            addr: settings.advertise.clone(),
+            capacity,
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker =
+            tokio::spawn(Worker::cluster(client, beat, worker_config(worker_id.clone(), &settings)).run(stopped));
+        tracing::info!(worker = %worker_id, listen = %settings.listen, "worker node serving /healthz");
+        let health = worker_id.clone();
+        let served = actix_web::HttpServer::new(move || {
+            let id = health.clone();
+            actix_web::App::new().route(
+                "/healthz",
+                actix_web::web::get().to(move || {
+                    let id = id.clone();
+                    async move { dts_control::envelope::ok(serde_json::json!({"status": "ok", "worker_id": id})) }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(settings.listen)
+        .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
+        .run();
+        let handle = served.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            handle.stop(true).await;
+        });
+        let result = served.await;
+        let _ = stop.send(true);
+        let _ = worker.await;
+        result.map_err(|e| RunError::Other(e.to_string()))
+    })
+}
+
+/// A worker id generated once and kept in the data directory, so a
+/// restarted node is the same node.
+fn stable_worker_id(data_dir: &std::path::Path) -> Result<String, RunError> {
+    let path = data_dir.join("worker.id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = format!("worker-{:016x}", rand_u64());
+            std::fs::create_dir_all(data_dir)
+                .and_then(|()| std::fs::write(&path, &id))
+                .map_err(|e| RunError::Other(format!("cannot write {}: {e}", path.display())))?;
+            Ok(id)
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Configured users, plus the users dts stored itself. With none at all, a

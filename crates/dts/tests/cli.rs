@@ -155,6 +155,7 @@ fn flags_override_variables_which_override_the_file() {
         dts(dir.path())
             .args(["control", "--config", cfg, "--listen", &format!("127.0.0.1:{flag_port}")])
             .env("DTS_AUTH_USERS", "ops:pw1")
+            .env("DTS_CLUSTER_TOKEN", "cluster-secret")
             .env("DTS_STORE_URL", format!("sqlite://{}", store.display())),
     );
     wait_ready(&mut with_env, flag_port);
@@ -193,7 +194,15 @@ fn bad_settings_fail_with_a_clear_message() {
 
     let (code, err) = run(&["worker"], &[]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("dts standalone"), "{err}");
+    assert!(err.contains("DTS_CONTROL_URLS"), "{err}");
+
+    let (code, err) = run(&["worker", "--control", "http://127.0.0.1:1"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("DTS_CLUSTER_TOKEN"), "{err}");
+
+    let (code, err) = run(&["control"], &[("DTS_AUTH_USERS", "a:b")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("DTS_CLUSTER_TOKEN"), "{err}");
 }
 
 #[test]

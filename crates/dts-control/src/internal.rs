@@ -1,0 +1,130 @@
+//! The internal API worker nodes use (`/internal/v1/...`). Every request
+//! carries the cluster token (`X-DTS-Cluster-Token`), compared in constant
+//! time; there is no anonymous internal endpoint, and operators' Basic
+//! credentials do not open it.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use dts_core::wire::{
+    AssignedTask, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_TOKEN_HEADER,
+};
+use dts_core::{ErrorCode, TaskState};
+use dts_store::tasks::Progress;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::envelope::{ok, ApiError};
+use crate::AppState;
+
+/// What the control plane needs to serve workers.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// SHA-256 of the cluster token: the token itself is not kept.
+    pub token_digest: [u8; 32],
+    /// How long a heartbeat answer lets a worker run its tasks.
+    pub lease_ms: i64,
+}
+
+impl ClusterSettings {
+    pub fn new(token: &str, lease_ms: i64) -> Self {
+        Self { token_digest: Sha256::digest(token.as_bytes()).into(), lease_ms }
+    }
+}
+
+fn check_token(state: &AppState, req: &HttpRequest) -> Result<i64, ApiError> {
+    let denied = |why: &str| ApiError::new(ErrorCode::Unauthorized, why.to_owned());
+    let Some(cluster) = &state.cluster else {
+        return Err(denied("this node does not serve workers: set DTS_CLUSTER_TOKEN on the control plane"));
+    };
+    let Some(token) = req.headers().get(CLUSTER_TOKEN_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(denied("the cluster token is missing (X-DTS-Cluster-Token)"));
+    };
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if bool::from(digest.ct_eq(&cluster.token_digest)) {
+        Ok(cluster.lease_ms)
+    } else {
+        Err(denied("wrong cluster token"))
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(mut payload: web::Payload) -> Result<T, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::MalformedJson, e.to_string()))?;
+        if body.len() + chunk.len() > 1024 * 1024 {
+            return Err(ApiError::new(ErrorCode::BodyTooLarge, "internal request over 1 MiB"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string()))
+}
+
+fn path_id(req: &HttpRequest) -> Result<i64, ApiError> {
+    req.match_info()
+        .get("id")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTaskId, "task id must be a positive integer"))
+}
+
+pub async fn heartbeat(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let lease_ms = check_token(&state, &req)?;
+    let beat: Heartbeat = json_body(body).await?;
+    if beat.worker_id.is_empty() || beat.capacity < 1 {
+        return Err(ApiError::new(ErrorCode::InvalidField, "worker_id must be set and capacity at least 1"));
+    }
+    state.store.worker_heartbeat(&beat.worker_id, &beat.addr, beat.capacity, &beat.version).await?;
+    state.store.renew_task_leases(&beat.worker_id, lease_ms).await?;
+    let mut tasks = Vec::new();
+    for task in state.store.tasks_for_worker(&beat.worker_id).await? {
+        let password = state.store.source_password(&task)?;
+        tasks.push(AssignedTask {
+            id: task.id,
+            version: task.version,
+            epoch: task.epoch,
+            desired_state: task.desired_state.as_str().into(),
+            state: task.state.as_str().into(),
+            spec: task.spec,
+            source_password: password.expose().to_owned(),
+            checkpoint: task.checkpoint,
+            transaction_time: task.transaction_time,
+        });
+    }
+    Ok(ok(HeartbeatReply { lease_ms, tasks }))
+}
+
+pub async fn progress(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    check_token(&state, &req)?;
+    let id = path_id(&req)?;
+    let r: ProgressReport = json_body(body).await?;
+    let task_state: TaskState = r.state.parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
+    let p = Progress {
+        state: task_state,
+        message: r.message,
+        pos: r.pos,
+        checkpoint: r.checkpoint,
+        transaction_time: r.transaction_time,
+    };
+    let accepted = state.store.record_progress(id, r.epoch, &p).await?;
+    Ok(ok(ReportReply { accepted }))
+}
+
+pub async fn task_state(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    check_token(&state, &req)?;
+    let id = path_id(&req)?;
+    let r: StateReport = json_body(body).await?;
+    let task_state: TaskState = r.state.parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
+    let accepted = state.store.record_state(id, r.epoch, task_state, &r.message).await?;
+    Ok(ok(ReportReply { accepted }))
+}

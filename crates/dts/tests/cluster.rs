@@ -1,0 +1,276 @@
+//! A cluster on one machine: two control planes on a real PostgreSQL store,
+//! three worker processes, twenty tasks under write load; then a worker is
+//! killed with `kill -9`, a control plane is killed, and a worker is frozen
+//! (SIGSTOP) past its lease and woken. Every source row must reach Kafka
+//! and every task must be `Running` again within the stated bound.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dts_e2e::{fresh_database_url, kafka_addr, read_until, unique_topic, Backend, SourceDb};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dts");
+const AUTH: &str = "Basic b3BzOnB3"; // ops:pw
+const TOKEN: &str = "test-cluster-token";
+const LEASE_MS: u64 = 3000;
+/// How soon every task must run again after a worker dies: the lease, a
+/// scheduler pass and the new worker's start, with room for a busy machine.
+const RECOVERY_BOUND: Duration = Duration::from_secs(15);
+const TASKS: usize = 20;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.id().to_string()]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(envs.iter().copied()).env("DTS_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
+    Proc(cmd.spawn().unwrap())
+}
+
+fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("http://127.0.0.1:{port}/healthz")).call().is_err() {
+        assert!(Instant::now() < deadline, "port {port} never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn get(port: u16, path: &str) -> Value {
+    let r: Value = ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+        .set("Authorization", AUTH)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .into_json()
+        .unwrap();
+    r["data"].clone()
+}
+
+fn tasks(port: u16) -> Vec<Value> {
+    get(port, "/v1/task/list?per_page=100")["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+fn workers(port: u16) -> Vec<Value> {
+    get(port, "/v1/workers")["workers"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls until `check` holds; returns how long it took.
+fn wait(what: &str, secs: u64, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(secs), "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
+}
+
+fn all_running_off(port: u16, gone: &BTreeSet<String>) -> bool {
+    let t = tasks(port);
+    t.len() == TASKS
+        && t.iter().all(|t| t["state"] == "Running" && !gone.contains(t["service_addr"].as_str().unwrap_or("")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_worker() {
+    let Some(kafka) = kafka_addr() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(store) = fresh_database_url(Backend::Postgres, dir.path()).await else { return };
+    let Some(src) = SourceDb::create().await else { return };
+    let key = String::from_utf8(Command::new(BIN).arg("gen-key").output().unwrap().stdout).unwrap();
+    let key = key.trim().to_owned();
+    let lease = LEASE_MS.to_string();
+    let common: Vec<(&str, &str)> = vec![
+        ("DTS_STORE_URL", store.as_str()),
+        ("DTS_SECRET_KEY", key.as_str()),
+        ("DTS_CLUSTER_TOKEN", TOKEN),
+        ("DTS_AUTH_USERS", "ops:pw"),
+        ("DTS_LEASE_MS", lease.as_str()),
+    ];
+
+    let (cp1_port, cp2_port) = (free_port(), free_port());
+    let mut cp1 = Some(spawn(&["control", "--listen", &format!("127.0.0.1:{cp1_port}")], &common));
+    let _cp2 = spawn(&["control", "--listen", &format!("127.0.0.1:{cp2_port}")], &common);
+    wait_healthy(cp1_port);
+    wait_healthy(cp2_port);
+    let control = format!("http://127.0.0.1:{cp1_port},http://127.0.0.1:{cp2_port}");
+    let mut nodes: BTreeMap<String, (u16, Proc)> = BTreeMap::new();
+    for i in 1..=3 {
+        let port = free_port();
+        let data = dir.path().join(format!("w{i}"));
+        let p = spawn(
+            &[
+                "worker",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--control",
+                &control,
+                "--worker-id",
+                &format!("w{i}"),
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--capacity",
+                "20",
+            ],
+            &[("DTS_CLUSTER_TOKEN", TOKEN)],
+        );
+        wait_healthy(port);
+        nodes.insert(format!("127.0.0.1:{port}"), (port, p));
+    }
+    tokio::task::block_in_place(|| {
+        wait("three active workers", 30, || workers(cp1_port).iter().filter(|w| w["state"] == "active").count() == 3)
+    });
+
+    // Twenty tasks, one table and topic each, submitted through both control planes.
+    let mut topics = Vec::new();
+    for k in 0..TASKS {
+        src.exec(&[&format!("CREATE TABLE t{k} (id INT PRIMARY KEY, v INT)")]).await;
+        let topic = unique_topic(&format!("cluster{k}"));
+        let body = json!({"task": {
+            "source": {"host": src.host, "port": src.port, "username": src.user, "password": src.password},
+            "kafka": {"addr": kafka, "topic": topic, "partition_mode": "primary_key"},
+            "filters": [{"dbname": src.db, "match": format!("t{k}")}],
+            "incr": true
+        }});
+        let port = if k % 2 == 0 { cp1_port } else { cp2_port };
+        let r: Value = tokio::task::block_in_place(|| {
+            ureq::post(&format!("http://127.0.0.1:{port}/v1/dispatch/submit"))
+                .set("Authorization", AUTH)
+                .send_json(body)
+                .unwrap()
+                .into_json()
+                .unwrap()
+        });
+        let addr = r["data"]["addr"].as_str().unwrap().to_owned();
+        assert!(nodes.contains_key(&addr), "submit answers the worker that runs the task: {r}");
+        topics.push(topic);
+    }
+    tokio::task::block_in_place(|| wait("all tasks Running", 60, || all_running_off(cp2_port, &BTreeSet::new())));
+    let spread: BTreeSet<String> =
+        tasks(cp1_port).iter().map(|t| t["service_addr"].as_str().unwrap().to_owned()).collect();
+    assert!(spread.len() >= 2, "tasks spread over the workers: {spread:?}");
+
+    // Write load on every table until the end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicI64::new(0));
+    let writer = {
+        let (pool, stop, written) = (src.pool.clone(), stop.clone(), written.clone());
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = pool.get_conn().await.unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                for k in 0..TASKS {
+                    conn.query_drop(format!("INSERT INTO t{k} VALUES ({i}, {i})")).await.unwrap();
+                }
+                written.store(i, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let wait_written =
+        |n: i64| tokio::task::block_in_place(|| wait("rows written", 30, || written.load(Ordering::SeqCst) >= n));
+    wait_written(20);
+
+    // 1. kill -9 the busiest worker.
+    let busiest = {
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for t in tasks(cp1_port) {
+            *count.entry(t["service_addr"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        count.into_iter().max_by_key(|(_, c)| *c).unwrap().0
+    };
+    let (_, mut victim) = nodes.remove(&busiest).unwrap();
+    victim.0.kill().unwrap();
+    let mut gone = BTreeSet::from([busiest.clone()]);
+    let recovery = tokio::task::block_in_place(|| {
+        wait("tasks running again after kill -9", 60, || all_running_off(cp2_port, &gone))
+    });
+    eprintln!("every task Running again {recovery:?} after a worker was killed");
+    assert!(recovery <= RECOVERY_BOUND, "recovery took {recovery:?}, bound {RECOVERY_BOUND:?}");
+    wait_written(written.load(Ordering::SeqCst) + 20);
+
+    // 2. Lose a control plane: workers go on through the other one.
+    drop(cp1.take());
+    tokio::task::block_in_place(|| {
+        wait("workers heartbeating through the second control plane", 30, || {
+            let w = workers(cp2_port);
+            w.iter().filter(|w| w["state"] == "active" && w["heartbeat_age_ms"].as_i64().unwrap() < 1000).count() == 2
+        })
+    });
+    wait_written(written.load(Ordering::SeqCst) + 20);
+
+    // 3. Freeze a worker past its lease: its tasks move; woken, it runs none.
+    let frozen_addr = nodes.keys().next().unwrap().clone();
+    let frozen_pid = nodes[&frozen_addr].1 .0.id().to_string();
+    Command::new("kill").args(["-STOP", &frozen_pid]).status().unwrap();
+    gone.insert(frozen_addr.clone());
+    let moved = tokio::task::block_in_place(|| {
+        wait("tasks moved off the frozen worker", 60, || all_running_off(cp2_port, &gone))
+    });
+    eprintln!("every task Running again {moved:?} after a worker froze");
+    let epochs_before: BTreeMap<i64, i64> = tasks(cp2_port)
+        .iter()
+        .map(|t| {
+            (t["id"].as_i64().unwrap(), get(cp2_port, &format!("/v1/task/{}", t["id"]))["epoch"].as_i64().unwrap())
+        })
+        .collect();
+    Command::new("kill").args(["-CONT", &frozen_pid]).status().unwrap();
+    tokio::task::block_in_place(|| {
+        wait("the woken worker heartbeats again", 30, || {
+            workers(cp2_port)
+                .iter()
+                .any(|w| w["addr"] == frozen_addr.as_str() && w["heartbeat_age_ms"].as_i64().unwrap() < 1000)
+        })
+    });
+    wait_written(written.load(Ordering::SeqCst) + 20);
+    // Woken, it took nothing back: no task changed hands again.
+    assert!(all_running_off(cp2_port, &BTreeSet::from([busiest.clone()])));
+    for t in tasks(cp2_port) {
+        let id = t["id"].as_i64().unwrap();
+        assert_eq!(
+            get(cp2_port, &format!("/v1/task/{id}"))["epoch"].as_i64().unwrap(),
+            epochs_before[&id],
+            "task {id}"
+        );
+        assert_ne!(t["service_addr"], frozen_addr.as_str());
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    let last = written.load(Ordering::SeqCst);
+
+    // Every source row reached its topic.
+    for (k, topic) in topics.iter().enumerate() {
+        let want: BTreeSet<i64> = (1..=last).collect();
+        let (addr, t) = (kafka.clone(), topic.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            read_until(&addr, &[&t], |m| {
+                m.len() >= want.len()
+                    && want.is_subset(&m.iter().filter_map(|x| x.payload["after"]["id"].as_i64()).collect())
+            })
+        })
+        .await
+        .unwrap();
+        let ids: BTreeSet<i64> = got.iter().filter_map(|x| x.payload["after"]["id"].as_i64()).collect();
+        let missing = (1..=last).filter(|i| !ids.contains(i)).count();
+        assert_eq!(missing, 0, "t{k}: {missing} of {last} rows missing");
+    }
+}
