@@ -5,7 +5,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use dts_core::wire::{
-    AssignedTask, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_TOKEN_HEADER,
+    AssignedTask, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_NONCE_HEADER,
+    CLUSTER_PROOF_HEADER, CLUSTER_TOKEN_HEADER,
 };
 use dts_core::{ErrorCode, TaskState};
 use dts_store::tasks::Progress;
@@ -17,18 +18,45 @@ use crate::envelope::{ok, ApiError};
 use crate::AppState;
 
 /// What the control plane needs to serve workers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterSettings {
-    /// SHA-256 of the cluster token: the token itself is not kept.
+    /// SHA-256 of the cluster token, to check workers' tokens in constant time.
     pub token_digest: [u8; 32],
+    /// The token itself, only to prove this node to workers (never logged).
+    token: dts_core::spec::Secret,
     /// How long a heartbeat answer lets a worker run its tasks.
     pub lease_ms: i64,
 }
 
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings").field("lease_ms", &self.lease_ms).finish_non_exhaustive()
+    }
+}
+
 impl ClusterSettings {
     pub fn new(token: &str, lease_ms: i64) -> Self {
-        Self { token_digest: Sha256::digest(token.as_bytes()).into(), lease_ms }
+        Self {
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            token: dts_core::spec::Secret::new(token),
+            lease_ms,
+        }
     }
+}
+
+/// Wraps an internal answer with this control plane's proof for the
+/// worker's nonce.
+fn proven(state: &AppState, req: &HttpRequest, mut resp: HttpResponse) -> HttpResponse {
+    let nonce = req.headers().get(CLUSTER_NONCE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let (Some(cluster), false) = (&state.cluster, nonce.is_empty()) {
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&dts_core::wire::cluster_proof(
+            cluster.token.expose(),
+            nonce,
+        )) {
+            resp.headers_mut().insert(actix_web::http::header::HeaderName::from_static(CLUSTER_PROOF_HEADER), v);
+        }
+    }
+    resp
 }
 
 fn check_token(state: &AppState, req: &HttpRequest) -> Result<i64, ApiError> {
@@ -93,7 +121,7 @@ pub async fn heartbeat(
             transaction_time: task.transaction_time,
         });
     }
-    Ok(ok(HeartbeatReply { lease_ms, tasks }))
+    Ok(proven(&state, &req, ok(HeartbeatReply { lease_ms, tasks })))
 }
 
 pub async fn progress(
@@ -113,7 +141,7 @@ pub async fn progress(
         transaction_time: r.transaction_time,
     };
     let accepted = state.store.record_progress(id, r.epoch, &p).await?;
-    Ok(ok(ReportReply { accepted }))
+    Ok(proven(&state, &req, ok(ReportReply { accepted })))
 }
 
 pub async fn task_state(
@@ -126,5 +154,5 @@ pub async fn task_state(
     let r: StateReport = json_body(body).await?;
     let task_state: TaskState = r.state.parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
     let accepted = state.store.record_state(id, r.epoch, task_state, &r.message).await?;
-    Ok(ok(ReportReply { accepted }))
+    Ok(proven(&state, &req, ok(ReportReply { accepted })))
 }

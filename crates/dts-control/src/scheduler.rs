@@ -144,3 +144,38 @@ pub async fn reconcile(store: &Store, lease_ms: i64) -> Result<(), StoreError> {
 fn should_run(p: &Placement) -> bool {
     p.desired_running && p.state != TaskState::Failed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, capacity: i64, state: &str, age_ms: i64) -> WorkerRecord {
+        WorkerRecord {
+            id: id.into(),
+            addr: format!("{id}:1"),
+            capacity,
+            version: "0".into(),
+            state: state.into(),
+            started_at: 0,
+            heartbeat_at: now_ms() - age_ms,
+        }
+    }
+
+    #[test]
+    fn picks_the_least_loaded_live_active_worker_with_room() {
+        let workers = vec![
+            worker("a", 10, "active", 0),
+            worker("b", 10, "active", 0),
+            worker("dead", 10, "active", 60_000),
+            worker("draining", 10, "draining", 0),
+            worker("c", 2, "active", 0),
+        ];
+        let load = HashMap::from([("a".to_owned(), 5), ("b".to_owned(), 2), ("c".to_owned(), 0)]);
+        // c is emptiest relative to its capacity; a new worker gets new tasks.
+        assert_eq!(pick(&workers, &load, 5_000).unwrap().id, "c");
+        let load = HashMap::from([("a".to_owned(), 5), ("b".to_owned(), 2), ("c".to_owned(), 2)]);
+        assert_eq!(pick(&workers, &load, 5_000).unwrap().id, "b", "c is full");
+        let full = HashMap::from([("a".to_owned(), 10), ("b".to_owned(), 10), ("c".to_owned(), 2)]);
+        assert!(pick(&workers, &full, 5_000).is_none(), "never the dead or draining ones");
+    }
+}

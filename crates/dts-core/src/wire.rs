@@ -75,3 +75,33 @@ pub struct ReportReply {
 
 /// The header carrying the cluster token.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-dts-cluster-token";
+
+/// A random value the worker sends with each request...
+pub const CLUSTER_NONCE_HEADER: &str = "x-dts-cluster-nonce";
+/// ...and the control plane's proof that it knows the token too:
+/// hex SHA-256 of `token`, a NUL byte, and the nonce. Workers refuse answers
+/// without it, so only a real control plane can hand them tasks.
+pub const CLUSTER_PROOF_HEADER: &str = "x-dts-cluster-proof";
+
+/// The proof for `nonce`: hex SHA-256 of the token, a NUL byte and the nonce.
+/// It shows knowledge of the token without revealing it.
+pub fn cluster_proof(token: &str, nonce: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(token.as_bytes());
+    h.update([0u8]);
+    h.update(nonce.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn proofs_depend_on_token_and_nonce() {
+        let p = super::cluster_proof("t", "n1");
+        assert_eq!(p.len(), 64);
+        assert_eq!(p, super::cluster_proof("t", "n1"));
+        assert_ne!(p, super::cluster_proof("t", "n2"));
+        assert_ne!(p, super::cluster_proof("u", "n1"));
+    }
+}

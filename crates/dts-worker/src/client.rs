@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dts_core::spec::Secret;
-use dts_core::wire::{Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_TOKEN_HEADER};
+use dts_core::wire::{
+    cluster_proof, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_NONCE_HEADER,
+    CLUSTER_PROOF_HEADER, CLUSTER_TOKEN_HEADER,
+};
 use dts_core::TaskState;
 use dts_store::tasks::Progress;
 
@@ -57,9 +60,24 @@ impl ControlClient {
         for k in 0..self.bases.len() {
             let i = (first + k) % self.bases.len();
             let url = format!("{}{path}", self.bases[i]);
-            let sent = self.http.post(&url).header(CLUSTER_TOKEN_HEADER, self.token.expose()).json(body).send().await;
+            let nonce = format!("{:032x}", rand::random::<u128>());
+            let sent = self
+                .http
+                .post(&url)
+                .header(CLUSTER_TOKEN_HEADER, self.token.expose())
+                .header(CLUSTER_NONCE_HEADER, &nonce)
+                .json(body)
+                .send()
+                .await;
             match sent {
                 Ok(resp) if resp.status().is_success() => {
+                    // Only a node that knows the token can answer: the other
+                    // half of the mutual authentication.
+                    let proof = resp.headers().get(CLUSTER_PROOF_HEADER).and_then(|v| v.to_str().ok());
+                    if proof != Some(cluster_proof(self.token.expose(), &nonce).as_str()) {
+                        last_error = format!("{url}: the answer does not prove knowledge of the cluster token");
+                        continue;
+                    }
                     self.preferred.store(i, Ordering::Relaxed);
                     let envelope: serde_json::Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
                     return serde_json::from_value(envelope["data"].clone()).map_err(|e| format!("{url}: {e}"));

@@ -81,10 +81,14 @@ fn wait(what: &str, secs: u64, mut check: impl FnMut() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// Every task Running on a worker outside `gone`.
 fn all_running_off(port: u16, gone: &BTreeSet<String>) -> bool {
     let t = tasks(port);
     t.len() == TASKS
-        && t.iter().all(|t| t["state"] == "Running" && !gone.contains(t["service_addr"].as_str().unwrap_or("")))
+        && t.iter().all(|t| {
+            let addr = t["service_addr"].as_str().unwrap_or("");
+            t["state"] == "Running" && !addr.is_empty() && !gone.contains(addr)
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -165,6 +169,30 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
     let spread: BTreeSet<String> =
         tasks(cp1_port).iter().map(|t| t["service_addr"].as_str().unwrap().to_owned()).collect();
     assert!(spread.len() >= 2, "tasks spread over the workers: {spread:?}");
+
+    // Internal endpoints open to nothing but the cluster token.
+    for (header, value) in [("X-Nothing", "x"), ("Authorization", AUTH), ("X-DTS-Cluster-Token", "wrong")] {
+        let r = ureq::post(&format!("http://127.0.0.1:{cp1_port}/internal/v1/heartbeat"))
+            .set(header, value)
+            .send_json(json!({"worker_id": "intruder", "addr": "x:1", "capacity": 1, "version": "0"}));
+        assert!(matches!(r, Err(ureq::Error::Status(401, _))), "{header}: {r:?}");
+    }
+    assert!(!workers(cp1_port).iter().any(|w| w["id"] == "intruder"));
+
+    // Stop and start reach the worker running the task within seconds.
+    let first = tasks(cp2_port)[0]["id"].as_i64().unwrap();
+    tokio::task::block_in_place(|| {
+        ureq::post(&format!("http://127.0.0.1:{cp2_port}/v1/dispatch/stop/{first}"))
+            .set("Authorization", AUTH)
+            .call()
+            .unwrap();
+        wait("a stopped task", 10, || tasks(cp2_port).iter().any(|t| t["id"] == first && t["state"] == "Stopped"));
+        ureq::post(&format!("http://127.0.0.1:{cp1_port}/v1/dispatch/start/{first}"))
+            .set("Authorization", AUTH)
+            .call()
+            .unwrap();
+        wait("the task running again", 10, || all_running_off(cp2_port, &BTreeSet::new()));
+    });
 
     // Write load on every table until the end.
     let stop = Arc::new(AtomicBool::new(false));
@@ -252,6 +280,23 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
         );
         assert_ne!(t["service_addr"], frozen_addr.as_str());
     }
+
+    // 4. Drain the node that now runs everything: its tasks move to the
+    // woken node, each from its checkpoint.
+    let busy_addr = nodes.keys().find(|a| **a != frozen_addr).unwrap().clone();
+    let busy_id =
+        workers(cp2_port).iter().find(|w| w["addr"] == busy_addr.as_str()).unwrap()["id"].as_str().unwrap().to_owned();
+    tokio::task::block_in_place(|| {
+        ureq::post(&format!("http://127.0.0.1:{cp2_port}/v1/workers/{busy_id}/drain"))
+            .set("Authorization", AUTH)
+            .call()
+            .unwrap();
+        let drained = BTreeSet::from([busiest.clone(), busy_addr.clone()]);
+        let took = wait("tasks moved off the drained node", 60, || all_running_off(cp2_port, &drained));
+        eprintln!("a drain moved every task in {took:?}");
+    });
+    assert!(workers(cp2_port).iter().any(|w| w["id"] == busy_id.as_str() && w["state"] == "draining"));
+    wait_written(written.load(Ordering::SeqCst) + 20);
 
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
