@@ -147,6 +147,7 @@ fn should_run(p: &Placement) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn worker(id: &str, capacity: i64, state: &str, age_ms: i64) -> WorkerRecord {
