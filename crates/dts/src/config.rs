@@ -261,6 +261,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_configs_parse() {
+        for text in [
+            include_str!("../../../deploy/config/dts.example.toml"),
+            include_str!("../../../deploy/config/cluster/control.toml"),
+            include_str!("../../../deploy/config/cluster/worker.toml"),
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            Settings::resolve(ServeArgs::default(), file, None).unwrap();
+        }
+        let worker: FileConfig = toml::from_str(include_str!("../../../deploy/config/cluster/worker.toml")).unwrap();
+        assert_eq!(worker.control.map(|c| c.len()), Some(3));
+        assert_eq!(worker.capacity, Some(32));
+    }
+
+    #[test]
     fn bad_files_and_users_are_refused() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         let both: FileConfig =
