@@ -10,6 +10,14 @@
 //!   own speed: a live run is capped by how fast the source ingests.
 //! - `snapshot`: rows/s copying an N-row table (`incr: false`), from the
 //!   task entering `Snapshotting` to it entering `Running`.
+//! - `lag`: a steady write rate (5k and 20k rows/s); each row carries the
+//!   time it was written, and lag is its message's producer timestamp
+//!   minus that (p50, p99, max). Kafka's acknowledgement adds the
+//!   producer's linger (5 ms) and one round trip on top.
+//! - `ceiling`: the binlog read and decoded with nothing produced, and the
+//!   broker's own produce rate with no source: which side limits us.
+//! - `memory`: peak RSS of this process (worker included) through a CDC
+//!   backlog and through one 1M-row transaction.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,13 +30,26 @@ use dts_store::{SecretCipher, Store};
 use dts_worker::{Worker, WorkerConfig};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 struct Result {
     scenario: String,
     variant: String,
     rows: u64,
     seconds: f64,
     rows_per_sec: f64,
+    /// Lag scenario: milliseconds from write to produce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_ms: Option<LagStats>,
+    /// Memory scenario: peak RSS in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy)]
+struct LagStats {
+    p50: f64,
+    p99: f64,
+    max: f64,
 }
 
 #[derive(Debug)]
@@ -39,7 +60,11 @@ struct Args {
 }
 
 fn args() -> std::result::Result<Args, String> {
-    let mut a = Args { scenarios: vec!["cdc".into(), "snapshot".into()], rows: 1_000_000, out: "bench-results".into() };
+    let mut a = Args {
+        scenarios: ["cdc", "snapshot", "lag", "ceiling", "memory"].map(String::from).to_vec(),
+        rows: 1_000_000,
+        out: "bench-results".into(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -47,7 +72,11 @@ fn args() -> std::result::Result<Args, String> {
             "--scenarios" => a.scenarios = value.split(',').map(str::to_owned).collect(),
             "--rows" => a.rows = value.parse().map_err(|_| format!("--rows: not a number: {value}"))?,
             "--out" => a.out = value.into(),
-            other => return Err(format!("unknown flag {other} (known: --scenarios cdc,snapshot --rows N --out DIR)")),
+            other => {
+                return Err(format!(
+                    "unknown flag {other} (known: --scenarios cdc,snapshot,lag,ceiling,memory --rows N --out DIR)"
+                ))
+            }
         }
     }
     Ok(a)
@@ -117,7 +146,8 @@ fn wide_value() -> String {
 }
 
 async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Result {
-    let table = format!("cdc_{}_{}", if wide { "wide" } else { "small" }, partition_mode);
+    // Unique: the memory scenario runs this again in the same database.
+    let table = dts_e2e::unique_topic(&format!("cdc_{}_{}", if wide { "wide" } else { "small" }, partition_mode));
     let column = if wide { "v VARCHAR(1100)" } else { "v VARCHAR(20)" };
     bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, n INT, {column})")]).await;
     let spec = bench.spec(&table, &dts_e2e::unique_topic(&table), partition_mode, true);
@@ -143,7 +173,7 @@ async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Resu
     let done = bench.wait(id, "catching up", |t| t.pos.ends_with(&last_gtid)).await;
     let seconds = (done - started).as_secs_f64();
     let variant = format!("{} rows, partition_mode {partition_mode}", if wide { "~1 KB" } else { "small" });
-    Result { scenario: "cdc".into(), variant, rows, seconds, rows_per_sec: rows as f64 / seconds }
+    Result { scenario: "cdc".into(), variant, rows, seconds, rows_per_sec: rows as f64 / seconds, ..Default::default() }
 }
 
 async fn snapshot(bench: &Bench, rows: u64) -> Result {
@@ -165,14 +195,203 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
+        ..Default::default()
     }
 }
 
+fn micros_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
+    let table = format!("lag_{rate}");
+    bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, written_us BIGINT)")]).await;
+    let topic = dts_e2e::unique_topic(&table);
+    let id = bench.submit(&bench.spec(&table, &topic, "primary_key", true)).await;
+    bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
+    // 200 batches a second, each one multi-row INSERT stamped with its send time.
+    let batch = (rate / 200).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let total = rate * seconds;
+    let mut next = 1u64;
+    while next <= total {
+        tick.tick().await;
+        let now = micros_now();
+        let values: Vec<String> = (next..(next + batch).min(total + 1)).map(|i| format!("({i}, {now})")).collect();
+        next += values.len() as u64;
+        let sql = format!("INSERT INTO {table} VALUES {}", values.join(","));
+        mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (addr, t) = (bench.kafka.clone(), topic.clone());
+    let messages =
+        tokio::task::spawn_blocking(move || dts_e2e::read_topic(&addr, &t, total as usize)).await.unwrap_or_default();
+    let mut lags: Vec<f64> = messages
+        .iter()
+        .filter_map(|m| m.payload["after"]["written_us"].as_i64().map(|w| (m.timestamp_ms * 1000 - w) as f64 / 1000.0))
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let stats = LagStats { p50: at(0.5), p99: at(0.99), max: lags.last().copied().unwrap_or(f64::NAN) };
+    Result {
+        scenario: "lag".into(),
+        variant: format!("{rate} rows/s for {seconds} s"),
+        rows: lags.len() as u64,
+        seconds: seconds as f64,
+        rows_per_sec: rate as f64,
+        lag_ms: Some(stats),
+        ..Default::default()
+    }
+}
+
+/// The table the reader-only ceiling reads.
+struct CeilingTable(String);
+
+impl dts_source::reader::Selection for CeilingTable {
+    fn table(&self, db: &str, table: &str) -> bool {
+        db == self.0 && table == "ceiling"
+    }
+    fn database(&self, db: &str) -> bool {
+        db == self.0
+    }
+    fn row_filters(&self, _: &str, _: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
+        vec![None]
+    }
+}
+
+/// The binlog alone: read and decode a backlog, produce nothing.
+async fn reader_ceiling(bench: &Bench, rows: u64) -> Result {
+    use dts_source::reader::{stream, SourceItem};
+    bench.src.exec(&["CREATE TABLE ceiling (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))"]).await;
+    let cfg = bench.src.source_config(dts_e2e::random_server_id());
+    let mut conn = cfg.connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let info = dts_source::server_info(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+    let start = dts_source::current_position(&mut conn, &info).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
+    for s in (0..rows).step_by(1000) {
+        let end = (s + 1000).min(rows);
+        let sql = format!("INSERT INTO ceiling SELECT seq, seq % 1000, 'small-row' FROM seq_{}_to_{end}", s + 1);
+        mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let select = std::sync::Arc::new(CeilingTable(bench.src.db.clone()));
+    let started = Instant::now();
+    let reader = tokio::spawn(async move { stream(&cfg, &info, &start, select, tx).await });
+    let mut seen = 0u64;
+    while seen < rows {
+        match rx.recv().await {
+            Some(SourceItem::Change(_)) => seen += 1,
+            Some(SourceItem::Commit { .. }) => {}
+            None => break,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    reader.abort();
+    Result {
+        scenario: "ceiling".into(),
+        variant: "binlog read + decode only".into(),
+        rows: seen,
+        seconds,
+        rows_per_sec: seen as f64 / seconds,
+        ..Default::default()
+    }
+}
+
+/// The broker alone: small keyed messages from one producer, all acknowledged.
+async fn producer_ceiling(bench: &Bench, rows: u64) -> Result {
+    let mut cfg = dts_kafka::SinkConfig::new(bench.kafka.clone());
+    cfg.topic_partitions = 3;
+    let sink = dts_kafka::KafkaSink::connect(cfg).unwrap_or_else(|e| panic!("{e}"));
+    let topic = dts_e2e::unique_topic("producer_ceiling");
+    let partitions = sink.partitions(&topic).await.unwrap_or_else(|e| panic!("{e}"));
+    let payload = br#"{"after":{"id":1,"n":1,"v":"small-row"},"op":"c"}"#;
+    let started = Instant::now();
+    let mut acks = std::collections::VecDeque::new();
+    for i in 0..rows {
+        let key = i.to_string();
+        let p = dts_pipeline::murmur2::partition_for(key.as_bytes(), partitions);
+        acks.push_back(sink.send(&topic, p, key.as_bytes(), payload).await.unwrap_or_else(|e| panic!("{e}")));
+        if acks.len() >= 100_000 {
+            if let Some(a) = acks.pop_front() {
+                a.wait().await.unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+    for a in acks {
+        a.wait().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Result {
+        scenario: "ceiling".into(),
+        variant: "rdkafka produce only (idempotent, acks=all)".into(),
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+        ..Default::default()
+    }
+}
+
+/// Peak resident memory of this process in MiB (VmHWM).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets the peak so the next reading covers only what follows.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
+    reset_peak_rss();
+    let mut cdc_run = cdc(bench, rows, false, "table").await;
+    cdc_run.scenario = "memory".into();
+    cdc_run.variant = format!("peak RSS during a {rows}-row CDC backlog");
+    cdc_run.peak_rss_mib = Some(peak_rss_mib());
+    // One transaction of `rows` rows.
+    bench.src.exec(&["CREATE TABLE bigtx (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))"]).await;
+    let spec = bench.spec("bigtx", &dts_e2e::unique_topic("bigtx"), "primary_key", true);
+    let id = bench.submit(&spec).await;
+    bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
+    reset_peak_rss();
+    let started = Instant::now();
+    bench
+        .src
+        .exec(&[&format!("INSERT INTO bigtx SELECT seq, seq % 1000, 'one-transaction' FROM seq_1_to_{rows}")])
+        .await;
+    let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let gtid: Option<String> =
+        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let gtid = gtid.unwrap_or_default();
+    bench.wait(id, "the big transaction delivered", |t| t.pos.ends_with(&gtid)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let big = Result {
+        scenario: "memory".into(),
+        variant: format!("peak RSS during one {rows}-row transaction"),
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+        peak_rss_mib: Some(peak_rss_mib()),
+        ..Default::default()
+    };
+    vec![cdc_run, big]
+}
+
 fn markdown(results: &[Result], cores: usize) -> String {
-    let mut md = String::from("| scenario | variant | rows | seconds | rows/s |\n|---|---|---:|---:|---:|\n");
+    let mut md = String::from(
+        "| scenario | variant | rows | seconds | rows/s | lag p50 / p99 / max (ms) | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|---:|\n",
+    );
     for r in results {
+        let lag = r.lag_ms.map_or(String::new(), |l| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max));
+        let rss = r.peak_rss_mib.map_or(String::new(), |m| format!("{m:.0}"));
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.0} |\n",
+            "| {} | {} | {} | {:.2} | {:.0} | {lag} | {rss} |\n",
             r.scenario, r.variant, r.rows, r.seconds, r.rows_per_sec
         ));
     }
@@ -214,8 +433,27 @@ async fn main() -> std::process::ExitCode {
                 eprintln!("{}: {} -> {:.0} rows/s", r.scenario, r.variant, r.rows_per_sec);
                 results.push(r);
             }
+            "lag" => {
+                for rate in [5_000, 20_000] {
+                    let r = lag(&bench, rate, 10).await;
+                    eprintln!("{}: {} -> {:?}", r.scenario, r.variant, r.lag_ms);
+                    results.push(r);
+                }
+            }
+            "ceiling" => {
+                for r in [reader_ceiling(&bench, args.rows).await, producer_ceiling(&bench, args.rows).await] {
+                    eprintln!("{}: {} -> {:.0} rows/s", r.scenario, r.variant, r.rows_per_sec);
+                    results.push(r);
+                }
+            }
+            "memory" => {
+                for r in memory(&bench, args.rows).await {
+                    eprintln!("{}: {} -> {:?} MiB", r.scenario, r.variant, r.peak_rss_mib);
+                    results.push(r);
+                }
+            }
             other => {
-                eprintln!("dts-bench: unknown scenario {other} (known: cdc, snapshot)");
+                eprintln!("dts-bench: unknown scenario {other} (known: cdc, snapshot, lag, ceiling, memory)");
                 return std::process::ExitCode::from(2);
             }
         }
