@@ -43,6 +43,9 @@ struct Result {
     /// Memory scenario: peak RSS in MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_rss_mib: Option<f64>,
+    /// The Python baseline's rows/s on the same rows, where it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_rows_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Default, Clone, Copy)]
@@ -168,12 +171,51 @@ async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Resu
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     let last_gtid = last_gtid.unwrap_or_default();
+    let from = bench.store.get_task(id).await.ok().flatten().and_then(|t| t.checkpoint);
     bench.store.set_desired_state(id, DesiredState::Running).await.unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let done = bench.wait(id, "catching up", |t| t.pos.ends_with(&last_gtid)).await;
     let seconds = (done - started).as_secs_f64();
     let variant = format!("{} rows, partition_mode {partition_mode}", if wide { "~1 KB" } else { "small" });
-    Result { scenario: "cdc".into(), variant, rows, seconds, rows_per_sec: rows as f64 / seconds, ..Default::default() }
+    let mut result = Result {
+        scenario: "cdc".into(),
+        variant,
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+        ..Default::default()
+    };
+    if !wide && partition_mode == "primary_key" {
+        result.baseline_rows_per_sec = baseline(bench, &table, from.as_deref(), rows).await;
+    }
+    result
+}
+
+/// The Python baseline over the same binlog range (`DTS_BENCH_BASELINE`,
+/// set by scripts/bench.sh); `None` when it is not installed.
+async fn baseline(bench: &Bench, table: &str, checkpoint: Option<&str>, rows: u64) -> Option<f64> {
+    let command = std::env::var("DTS_BENCH_BASELINE").ok()?;
+    let cp: serde_json::Value = serde_json::from_str(checkpoint?).ok()?;
+    let (file, pos) = (cp["file"].as_str()?.to_owned(), cp["pos"].as_u64()?);
+    let mut parts = command.split_whitespace();
+    let program = parts.next()?;
+    let out = tokio::process::Command::new(program)
+        .args(parts)
+        .args(["--host", &bench.src.host, "--port", &bench.src.port.to_string()])
+        .args(["--user", &bench.src.user, "--password", &bench.src.password])
+        .args(["--server-id", &dts_e2e::random_server_id().to_string()])
+        .args(["--log-file", &file, "--log-pos", &pos.to_string()])
+        .args(["--db", &bench.src.db, "--table", table, "--rows", &rows.to_string()])
+        .args(["--brokers", &bench.kafka, "--topic", &dts_e2e::unique_topic("baseline")])
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(r["rows"].as_f64()? / r["seconds"].as_f64()?)
 }
 
 async fn snapshot(bench: &Bench, rows: u64) -> Result {
@@ -385,13 +427,14 @@ async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
 
 fn markdown(results: &[Result], cores: usize) -> String {
     let mut md = String::from(
-        "| scenario | variant | rows | seconds | rows/s | lag p50 / p99 / max (ms) | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|---:|\n",
+        "| scenario | variant | rows | seconds | rows/s | baseline rows/s (ratio) | lag p50 / p99 / max (ms) | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let lag = r.lag_ms.map_or(String::new(), |l| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max));
         let rss = r.peak_rss_mib.map_or(String::new(), |m| format!("{m:.0}"));
+        let base = r.baseline_rows_per_sec.map_or(String::new(), |b| format!("{b:.0} ({:.1}x)", r.rows_per_sec / b));
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.0} | {lag} | {rss} |\n",
+            "| {} | {} | {} | {:.2} | {:.0} | {base} | {lag} | {rss} |\n",
             r.scenario, r.variant, r.rows, r.seconds, r.rows_per_sec
         ));
     }
