@@ -18,6 +18,9 @@
 //!   broker's own produce rate with no source: which side limits us.
 //! - `memory`: peak RSS of this process (worker included) through a CDC
 //!   backlog and through one 1M-row transaction.
+//! - `api`: `GET /v1/task/list` (50 per page) over 10,000 stored tasks from
+//!   concurrent clients for 10 s: requests/s and p99 latency; and the time
+//!   from `POST /v1/dispatch/submit` to the task running.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -64,7 +67,7 @@ struct Args {
 
 fn args() -> std::result::Result<Args, String> {
     let mut a = Args {
-        scenarios: ["cdc", "snapshot", "lag", "ceiling", "memory"].map(String::from).to_vec(),
+        scenarios: ["cdc", "snapshot", "lag", "ceiling", "api", "memory"].map(String::from).to_vec(),
         rows: 1_000_000,
         out: "bench-results".into(),
     };
@@ -77,7 +80,7 @@ fn args() -> std::result::Result<Args, String> {
             "--out" => a.out = value.into(),
             other => {
                 return Err(format!(
-                    "unknown flag {other} (known: --scenarios cdc,snapshot,lag,ceiling,memory --rows N --out DIR)"
+                    "unknown flag {other} (known: --scenarios cdc,snapshot,lag,ceiling,api,memory --rows N --out DIR)"
                 ))
             }
         }
@@ -374,6 +377,108 @@ async fn producer_ceiling(bench: &Bench, rows: u64) -> Result {
     }
 }
 
+/// The REST API under load, served in this process on the bench's store.
+async fn api(bench: &Bench) -> Vec<Result> {
+    use std::sync::Arc;
+    const TASKS: usize = 10_000;
+    const CLIENTS: usize = 16;
+    let spec = bench.spec("api_t", "api_topic", "table", true);
+    for _ in 0..TASKS {
+        // Unassigned: listed, never run.
+        bench.store.create_task(&spec, None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let users = dts_control::auth::parse_users_env("bench:bench-pw").unwrap_or_else(|e| panic!("{e}"));
+    let state = dts_control::AppState {
+        store: bench.store.clone(),
+        auth: Arc::new(dts_control::auth::Authenticator::new(users).unwrap_or_else(|e| panic!("{e}"))),
+        placement: dts_control::Placement::Local { worker_id: "bench".into(), service_addr: "bench".into() },
+        limits: dts_control::Limits::default(),
+        cluster: None,
+    };
+    let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
+        .workers(2)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let http = http.clone();
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut page = c as u64;
+            while Instant::now() < deadline {
+                page = (page * 7 + 13) % (TASKS as u64 / 50) + 1;
+                let t = Instant::now();
+                let r = http
+                    .get(format!("http://{addr}/v1/task/list?per_page=50&page={page}"))
+                    .basic_auth("bench", Some("bench-pw"))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status().is_success()) {
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for c in clients {
+        latencies.extend(c.await.unwrap_or_default());
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let list = Result {
+        scenario: "api".into(),
+        variant: format!(
+            "GET /v1/task/list, 50 per page, {TASKS} tasks, {CLIENTS} clients (latency in the lag column)"
+        ),
+        rows: latencies.len() as u64,
+        seconds: 10.0,
+        rows_per_sec: latencies.len() as f64 / 10.0,
+        lag_ms: Some(LagStats { p50: at(0.5), p99: at(0.99), max: latencies.last().copied().unwrap_or(f64::NAN) }),
+        ..Default::default()
+    };
+    // Submit to Running, through the API and the worker.
+    bench.src.exec(&["CREATE TABLE api_t (id INT PRIMARY KEY)"]).await;
+    let body = serde_json::json!({"task": {
+        "source": {"host": bench.src.host, "port": bench.src.port, "username": bench.src.user, "password": bench.src.password},
+        "kafka": {"addr": bench.kafka, "topic": dts_e2e::unique_topic("api")},
+        "filters": [{"dbname": bench.src.db, "match": "api_t"}]
+    }});
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r: serde_json::Value = http
+            .post(format!("http://{addr}/v1/dispatch/submit"))
+            .basic_auth("bench", Some("bench-pw"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = r["data"]["id"].as_i64().unwrap_or_default();
+        bench.wait(id, "Running", |task| task.state == TaskState::Running).await;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let submit = Result {
+        scenario: "api".into(),
+        variant: "submit to Running, 5 tasks (ms in the lag column)".into(),
+        rows: 5,
+        seconds: times.iter().sum::<f64>() / 1000.0,
+        rows_per_sec: f64::NAN,
+        lag_ms: Some(LagStats { p50: times[2], p99: times[4], max: times[4] }),
+        ..Default::default()
+    };
+    vec![list, submit]
+}
+
 /// Peak resident memory of this process in MiB (VmHWM).
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -489,6 +594,12 @@ async fn main() -> std::process::ExitCode {
                     results.push(r);
                 }
             }
+            "api" => {
+                for r in api(&bench).await {
+                    eprintln!("{}: {} -> {:.0} req/s {:?}", r.scenario, r.variant, r.rows_per_sec, r.lag_ms);
+                    results.push(r);
+                }
+            }
             "memory" => {
                 for r in memory(&bench, args.rows).await {
                     eprintln!("{}: {} -> {:?} MiB", r.scenario, r.variant, r.peak_rss_mib);
@@ -496,7 +607,7 @@ async fn main() -> std::process::ExitCode {
                 }
             }
             other => {
-                eprintln!("dts-bench: unknown scenario {other} (known: cdc, snapshot, lag, ceiling, memory)");
+                eprintln!("dts-bench: unknown scenario {other} (known: cdc, snapshot, lag, ceiling, api, memory)");
                 return std::process::ExitCode::from(2);
             }
         }
