@@ -312,6 +312,28 @@ pub fn fence_ids(partitions: u32) -> Vec<i64> {
     ids
 }
 
+/// Writes one fence row per partition (3 partitions) into `fence (id BIGINT
+/// PRIMARY KEY)`; returns their ids.
+pub async fn write_fences(src: &SourceDb) -> Vec<i64> {
+    let fences = fence_ids(3);
+    let values: Vec<String> = fences.iter().map(|id| format!("({id})")).collect();
+    src.exec(&[&format!("INSERT INTO fence VALUES {}", values.join(","))]).await;
+    fences
+}
+
+/// Reads `topic` until every fence row arrived, i.e. to its end. The check
+/// runs only when a fence message arrives, so reading stays linear.
+pub fn read_to_fence(addr: &str, topic: &str, fences: &[i64]) -> Vec<Consumed> {
+    let want: std::collections::BTreeSet<i64> = fences.iter().copied().collect();
+    let is_fence = |x: &Consumed| x.payload["source"]["table"] == "fence";
+    read_until(addr, &[topic], |m| {
+        m.last().is_some_and(is_fence)
+            && want.is_subset(
+                &m.iter().filter(|x| is_fence(x)).filter_map(|x| x.payload["after"]["id"].as_i64()).collect(),
+            )
+    })
+}
+
 /// Checks the token-bucket bound on producer timestamps: in every window
 /// starting at a message, at most `capacity + rate * t` messages (plus one
 /// for millisecond rounding).

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use dts_e2e::{fence_ids, read_until, unique_topic, Consumed, Rig};
+use dts_e2e::{unique_topic, Consumed, Rig};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
@@ -14,23 +14,10 @@ fn big_rows() -> i64 {
     std::env::var("DTS_TEST_SNAPSHOT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
 }
 
-/// Reads `topic` until every fence row has arrived, i.e. to its end.
+/// Reads `topic` to its end (every fence row).
 async fn read_to_fence(rig: &Rig, topic: &str, fences: &[i64]) -> Vec<Consumed> {
-    let (addr, topic) = (rig.kafka.clone(), topic.to_owned());
-    let want: BTreeSet<i64> = fences.iter().copied().collect();
-    tokio::task::spawn_blocking(move || {
-        read_until(&addr, &[&topic], |m| {
-            m.last().is_some_and(|x| x.payload["source"]["table"] == "fence")
-                && want.is_subset(
-                    &m.iter()
-                        .filter(|x| x.payload["source"]["table"] == "fence")
-                        .filter_map(|x| x.payload["after"]["id"].as_i64())
-                        .collect(),
-                )
-        })
-    })
-    .await
-    .unwrap()
+    let (addr, topic, fences) = (rig.kafka.clone(), topic.to_owned(), fences.to_vec());
+    tokio::task::spawn_blocking(move || dts_e2e::read_to_fence(&addr, &topic, &fences)).await.unwrap()
 }
 
 /// The last image of each key of `table`: `None` when its last change deleted it.
@@ -50,10 +37,7 @@ fn present<'a>(latest: &HashMap<&'a str, Option<&'a Value>>) -> BTreeMap<&'a str
 }
 
 async fn write_fences(rig: &Rig) -> Vec<i64> {
-    let fences = fence_ids(3);
-    let values: Vec<String> = fences.iter().map(|id| format!("({id})")).collect();
-    rig.src.exec(&[&format!("INSERT INTO fence VALUES {}", values.join(","))]).await;
-    fences
+    dts_e2e::write_fences(&rig.src).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -194,25 +194,9 @@ async fn kill_9_mid_snapshot_resumes_from_the_last_chunk() {
         wait_task(port, "Running after the copy", |t| t["state"] == "Running");
         p
     });
-    let fences = dts_e2e::fence_ids(3);
-    let values: Vec<String> = fences.iter().map(|id| format!("({id})")).collect();
-    src.exec(&[&format!("INSERT INTO fence VALUES {}", values.join(","))]).await;
-    let want: BTreeSet<i64> = fences.iter().copied().collect();
+    let fences = dts_e2e::write_fences(&src).await;
     let (addr, t) = (kafka.clone(), topic.clone());
-    let got = tokio::task::spawn_blocking(move || {
-        // Checked only when a fence arrives, so reading stays linear.
-        read_until(&addr, &[&t], |m| {
-            m.last().is_some_and(|x| x.payload["source"]["table"] == "fence")
-                && want.is_subset(
-                    &m.iter()
-                        .filter(|x| x.payload["source"]["table"] == "fence")
-                        .filter_map(|x| x.payload["after"]["id"].as_i64())
-                        .collect(),
-                )
-        })
-    })
-    .await
-    .unwrap();
+    let got = tokio::task::spawn_blocking(move || dts_e2e::read_to_fence(&addr, &t, &fences)).await.unwrap();
     let big: Vec<&dts_e2e::Consumed> = got.iter().filter(|m| m.payload["source"]["table"] == "big").collect();
     let seen: BTreeSet<i64> = big.iter().filter_map(|m| m.payload["after"]["id"].as_i64()).collect();
     assert_eq!(seen.len() as i64, rows, "every row copied");
