@@ -124,15 +124,27 @@ pub async fn heartbeat(
     Ok(proven(&state, &req, ok(HeartbeatReply { lease_ms, tasks })))
 }
 
+/// What every task report shares: the token, the task id, the body, and
+/// the state it reports.
+async fn report<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Payload,
+    state_of: impl Fn(&T) -> &str,
+) -> Result<(i64, T, TaskState), ApiError> {
+    check_token(state, req)?;
+    let id = path_id(req)?;
+    let r: T = json_body(body).await?;
+    let task_state = state_of(&r).parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
+    Ok((id, r, task_state))
+}
+
 pub async fn progress(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    check_token(&state, &req)?;
-    let id = path_id(&req)?;
-    let r: ProgressReport = json_body(body).await?;
-    let task_state: TaskState = r.state.parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
+    let (id, r, task_state) = report(&state, &req, body, |r: &ProgressReport| &r.state).await?;
     let p = Progress {
         state: task_state,
         message: r.message,
@@ -149,10 +161,7 @@ pub async fn task_state(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    check_token(&state, &req)?;
-    let id = path_id(&req)?;
-    let r: StateReport = json_body(body).await?;
-    let task_state: TaskState = r.state.parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
+    let (id, r, task_state) = report(&state, &req, body, |r: &StateReport| &r.state).await?;
     let accepted = state.store.record_state(id, r.epoch, task_state, &r.message).await?;
     Ok(proven(&state, &req, ok(ReportReply { accepted })))
 }
