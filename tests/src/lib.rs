@@ -491,6 +491,8 @@ pub struct Rig {
     pub api: TestApi,
     pub src: SourceDb,
     pub kafka: String,
+    /// Task N replicates as server id `server_id_base + N`.
+    pub server_id_base: u32,
     stop_worker: tokio::sync::watch::Sender<bool>,
     worker: tokio::task::JoinHandle<()>,
 }
@@ -508,10 +510,11 @@ impl Rig {
         let mut cfg = dts_worker::WorkerConfig::new("test-node");
         cfg.poll_interval = Duration::from_millis(100);
         cfg.checkpoint_interval = Duration::from_millis(100);
-        cfg.server_id_base = random_server_id();
+        let server_id_base = random_server_id();
+        cfg.server_id_base = server_id_base;
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(dts_worker::Worker::new(api.db.store.clone(), cfg).run(stopped));
-        Some(Self { api, src, kafka, stop_worker, worker })
+        Some(Self { api, src, kafka, server_id_base, stop_worker, worker })
     }
 
     /// A task body like the seed's, pointing at the test servers.

@@ -272,3 +272,24 @@ async fn a_purged_binlog_or_a_non_row_source_fails_the_task_with_the_reason() {
     assert!(failed["message"].as_str().unwrap().contains("binlog_format is MIXED but must be ROW"), "{failed}");
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_running_task_stops_its_replication() {
+    let Some(rig) = Rig::start().await else { return };
+    let (id, _topic) = running_task(&rig, "delete").await;
+    let server_id = rig.server_id_base.wrapping_add(id as u32);
+    // The task's replica connection, as the source sees it.
+    let connected = || async {
+        use mysql_async::prelude::Queryable;
+        let mut conn = rig.src.pool.get_conn().await.unwrap();
+        let hosts: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await.unwrap();
+        hosts.iter().any(|h| h.get::<u32, _>(0) == Some(server_id))
+    };
+    dts_e2e::wait_for(30, "the task's replica connection", || async { connected().await.then_some(()) }).await;
+    rig.api.call("DELETE", &format!("/v1/task/{id}"), None).await.expect_ok();
+    dts_e2e::wait_for(30, "the deleted task's replica connection to close", || async {
+        (!connected().await).then_some(())
+    })
+    .await;
+    rig.stop().await;
+}

@@ -115,7 +115,7 @@ pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiErr
 }
 
 /// The `{id}` path segment as a positive integer.
-fn task_id(req: &HttpRequest) -> Result<i64, ApiError> {
+pub(crate) fn task_id(req: &HttpRequest) -> Result<i64, ApiError> {
     let raw = req.match_info().get("id").unwrap_or_default();
     match raw.parse::<i64>() {
         Ok(id) if id > 0 => Ok(id),
@@ -148,7 +148,11 @@ pub fn paging(query: &str, max_per_page: i64) -> Result<(i64, i64), ApiError> {
 pub const DEFAULT_PER_PAGE: i64 = 20;
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let too_large =
         || ApiError::new(ErrorCode::BodyTooLarge, format!("the request body is larger than the {limit}-byte limit"));
     let declared = req

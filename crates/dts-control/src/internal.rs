@@ -10,11 +10,11 @@ use dts_core::wire::{
 };
 use dts_core::{ErrorCode, TaskState};
 use dts_store::tasks::Progress;
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::envelope::{ok, ApiError};
+use crate::handlers::{read_body, task_id};
 use crate::AppState;
 
 /// What the control plane needs to serve workers.
@@ -75,23 +75,14 @@ fn check_token(state: &AppState, req: &HttpRequest) -> Result<i64, ApiError> {
     }
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(mut payload: web::Payload) -> Result<T, ApiError> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::MalformedJson, e.to_string()))?;
-        if body.len() + chunk.len() > 1024 * 1024 {
-            return Err(ApiError::new(ErrorCode::BodyTooLarge, "internal request over 1 MiB"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+/// The request's JSON body, within the API's body limit.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read_body(req, payload, state.limits.max_body_bytes).await?;
     serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string()))
-}
-
-fn path_id(req: &HttpRequest) -> Result<i64, ApiError> {
-    req.match_info()
-        .get("id")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTaskId, "task id must be a positive integer"))
 }
 
 pub async fn heartbeat(
@@ -100,7 +91,7 @@ pub async fn heartbeat(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let lease_ms = check_token(&state, &req)?;
-    let beat: Heartbeat = json_body(body).await?;
+    let beat: Heartbeat = json_body(&state, &req, body).await?;
     if beat.worker_id.is_empty() || beat.capacity < 1 {
         return Err(ApiError::new(ErrorCode::InvalidField, "worker_id must be set and capacity at least 1"));
     }
@@ -133,8 +124,8 @@ async fn report<T: serde::de::DeserializeOwned>(
     state_of: impl Fn(&T) -> &str,
 ) -> Result<(i64, T, TaskState), ApiError> {
     check_token(state, req)?;
-    let id = path_id(req)?;
-    let r: T = json_body(body).await?;
+    let id = task_id(req)?;
+    let r: T = json_body(state, req, body).await?;
     let task_state = state_of(&r).parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
     Ok((id, r, task_state))
 }

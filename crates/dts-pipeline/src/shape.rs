@@ -8,7 +8,7 @@
 //! row; the old row for deletes, with `"__deleted":true`) plus `__db`,
 //! `__table`, `__op`, `__ts_ms` and `__gtid`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use dts_core::event::{Change, DdlChange, Row, RowChange, SourcePosition, TableSchema};
 use dts_core::spec::KafkaSpec;
@@ -21,19 +21,20 @@ pub struct Shaper {
     flat: bool,
     /// Excluded in every table.
     everywhere: HashSet<String>,
-    /// Excluded in one table: (db, table, column).
-    per_table: HashSet<(String, String, String)>,
+    /// Excluded in one table: column -> the (db, table) pairs it is
+    /// excluded from. Keyed by column so the per-row check borrows only.
+    per_table: HashMap<String, Vec<(String, String)>>,
 }
 
 impl Shaper {
     pub fn new(kafka: &KafkaSpec) -> Self {
         let mut everywhere = HashSet::new();
-        let mut per_table = HashSet::new();
+        let mut per_table: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for name in &kafka.exclude_columns {
             let parts: Vec<&str> = name.split('.').collect();
             match parts.as_slice() {
                 [db, table, column] => {
-                    per_table.insert(((*db).to_owned(), (*table).to_owned(), (*column).to_owned()));
+                    per_table.entry((*column).to_owned()).or_default().push(((*db).to_owned(), (*table).to_owned()));
                 }
                 _ => {
                     everywhere.insert(name.clone());
@@ -50,8 +51,10 @@ impl Shaper {
             .iter()
             .map(|c| {
                 !self.everywhere.contains(c)
-                    && (self.per_table.is_empty()
-                        || !self.per_table.contains(&(schema.db.clone(), schema.table.clone(), c.clone())))
+                    && !self
+                        .per_table
+                        .get(c)
+                        .is_some_and(|tables| tables.iter().any(|(d, t)| *d == schema.db && *t == schema.table))
             })
             .collect()
     }
