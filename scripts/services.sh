@@ -10,7 +10,8 @@
 # Everything lives under $DTS_SERVICES_DIR (default: .services/ in the repo),
 # binds 127.0.0.1 only, on free ports picked at start. `up` writes
 # $DTS_SERVICES_DIR/env with the URLs the tests read:
-#   DTS_TEST_MYSQL_URL  admin URL of the MariaDB (row binlog, GTID)
+#   DTS_TEST_MYSQL_URL  admin URL of the MariaDB (row binlog, GTID, FULL row metadata)
+#   DTS_TEST_MYSQL_NOMETA_URL  a second MariaDB logging no row metadata
 #   DTS_TEST_PG_URL     admin URL of the PostgreSQL
 #   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
 #                       in-memory storage: its data is gone when it stops)
@@ -99,8 +100,11 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
+# start_mariadb NAME METADATA ENV_PREFIX: a private MariaDB in $DIR/NAME
+# logging `binlog_row_metadata=METADATA`.
 start_mariadb() {
-    local d="$DIR/mariadb" port; port=$(free_port)
+    local name="$1" metadata="$2" prefix="$3"
+    local d="$DIR/$name" port; port=$(free_port)
     stop_pidfile "$d/mariadb.pid"
     rm -rf "$d"; mkdir -p "$d/data" "$d/binlog"
     cat > "$d/my.cnf" <<EOF
@@ -115,11 +119,11 @@ server-id=1
 log-bin=$d/binlog/mysql-bin
 binlog_format=ROW
 binlog_row_image=FULL
-binlog_row_metadata=FULL
+binlog_row_metadata=$metadata
 gtid_strict_mode=1
 character-set-server=utf8mb4
 collation-server=utf8mb4_general_ci
-innodb_buffer_pool_size=256M
+innodb_buffer_pool_size=$( [ "$metadata" = FULL ] && echo 256M || echo 64M )
 innodb_flush_log_at_trx_commit=2
 sync_binlog=0
 max_connections=500
@@ -139,9 +143,9 @@ CREATE USER 'dts'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO 'dts'@'127.0.0.1' WITH GRANT OPTION;
 FLUSH PRIVILEGES;
 EOF
-    echo "export DTS_TEST_MYSQL_URL='mysql://dts:$MYSQL_PASSWORD@127.0.0.1:$port'" >> "$ENV_FILE"
-    echo "export DTS_TEST_MYSQL_CNF='$d/my.cnf'" >> "$ENV_FILE"
-    log "MariaDB on 127.0.0.1:$port (data in $d)"
+    echo "export ${prefix}_URL='mysql://dts:$MYSQL_PASSWORD@127.0.0.1:$port'" >> "$ENV_FILE"
+    echo "export ${prefix}_CNF='$d/my.cnf'" >> "$ENV_FILE"
+    log "MariaDB ($name, binlog_row_metadata=$metadata) on 127.0.0.1:$port (data in $d)"
 }
 
 start_postgres() {
@@ -199,6 +203,7 @@ restart_mariadb() {
 
 down() {
     stop_pidfile "$DIR/mariadb/mariadb.pid"
+    stop_pidfile "$DIR/mariadb-nometa/mariadb.pid"
     stop_pidfile "$DIR/kafka/tansu.pid"
     stop_postgres
     rm -f "$ENV_FILE"
@@ -213,7 +218,10 @@ up() {
     : > "$ENV_FILE"
     for svc in "${services[@]}"; do
         case "$svc" in
-            mariadb) start_mariadb ;;
+            # The second server logs no column metadata (MariaDB's default),
+            # for the schema-history tests; binlog_row_metadata is global.
+            mariadb) start_mariadb mariadb FULL DTS_TEST_MYSQL
+                     start_mariadb mariadb-nometa NO_LOG DTS_TEST_MYSQL_NOMETA ;;
             postgres) start_postgres ;;
             kafka) start_kafka ;;
             *) log "unknown service $svc (known: mariadb postgres kafka)"; return 2 ;;

@@ -13,25 +13,8 @@ cd "$ROOT"
 
 log() { printf '[test] %s\n' "$*" >&2; }
 
-ensure_build_deps() {
-    local want=()
-    command -v cc >/dev/null 2>&1 || want+=(build-essential)
-    command -v pkg-config >/dev/null 2>&1 || want+=(pkg-config)
-    command -v python3 >/dev/null 2>&1 || want+=(python3)
-    # rdkafka builds its bundled librdkafka with cmake, which includes curl's headers.
-    command -v cmake >/dev/null 2>&1 || want+=(cmake)
-    [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || want+=(libcurl4-openssl-dev)
-    if [ ${#want[@]} -gt 0 ]; then
-        log "installing ${want[*]}"
-        local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
-        $sudo apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null
-    fi
-    if ! command -v cargo >/dev/null 2>&1; then
-        log "cargo is missing: install Rust (https://rustup.rs) and run this again"
-        exit 1
-    fi
-}
+# shellcheck source=scripts/build-deps.sh
+. "$ROOT/scripts/build-deps.sh"
 
 ensure_build_deps
 scripts/services.sh up

@@ -4,6 +4,7 @@
 //! Servers are found through environment variables that
 //! `scripts/services.sh up` writes to `.services/env`:
 //! - `DTS_TEST_MYSQL_URL`: admin URL of a MariaDB/MySQL server;
+//! - `DTS_TEST_MYSQL_NOMETA_URL`: one with `binlog_row_metadata=NO_LOG`;
 //! - `DTS_TEST_PG_URL`: admin URL of a PostgreSQL server;
 //! - `DTS_TEST_KAFKA_ADDR`: a Kafka-protocol broker.
 //!
@@ -116,9 +117,19 @@ pub struct SourceDb {
 impl SourceDb {
     /// Creates a fresh database; `None` to skip when no MariaDB is configured.
     pub async fn create() -> Option<Self> {
-        let Ok(url) = std::env::var("DTS_TEST_MYSQL_URL") else {
-            assert!(!required(), "DTS_TEST_MYSQL_URL is not set but DTS_REQUIRE_SERVICES=1");
-            eprintln!("skipped: DTS_TEST_MYSQL_URL is not set (run scripts/services.sh up)");
+        Self::create_from("DTS_TEST_MYSQL_URL").await
+    }
+
+    /// A fresh database on the MariaDB that logs no row metadata (no column
+    /// names in the binlog), `DTS_TEST_MYSQL_NOMETA_URL`.
+    pub async fn create_without_metadata() -> Option<Self> {
+        Self::create_from("DTS_TEST_MYSQL_NOMETA_URL").await
+    }
+
+    async fn create_from(var: &str) -> Option<Self> {
+        let Ok(url) = std::env::var(var) else {
+            assert!(!required(), "{var} is not set but DTS_REQUIRE_SERVICES=1");
+            eprintln!("skipped: {var} is not set (run scripts/services.sh up)");
             return None;
         };
         Some(Self::create_on(&url).await)

@@ -24,6 +24,9 @@ impl Selection for Db {
     fn row_filters(&self, _db: &str, _table: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
         vec![None]
     }
+    fn needs_column_names(&self, _db: &str, _table: &str) -> bool {
+        false
+    }
 }
 
 type Reader = tokio::task::JoinHandle<Result<(), SourceError>>;

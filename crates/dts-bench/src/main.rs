@@ -303,6 +303,9 @@ impl dts_source::reader::Selection for CeilingTable {
     fn row_filters(&self, _: &str, _: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
         vec![None]
     }
+    fn needs_column_names(&self, _: &str, _: &str) -> bool {
+        false
+    }
 }
 
 /// The binlog alone: read and decode a backlog, produce nothing.

@@ -8,6 +8,7 @@
 use dts_core::event::Value;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value as My;
+use mysql_common::binlog::jsonb::{JsonContainer, JsonDom, JsonNumber, JsonScalar, Value as JsonbValue};
 
 use crate::schema::{ColumnInfo, ColumnKind};
 
@@ -35,14 +36,34 @@ pub fn decode(value: Option<&BinlogValue<'_>>, col: &ColumnInfo) -> Result<Value
     let Some(value) = value else { return Ok(Value::Null) };
     match value {
         BinlogValue::Value(v) => decode_plain(v, col, Origin::Binlog).map_err(err),
-        BinlogValue::Jsonb(j) => {
-            let json: serde_json::Value =
-                j.clone().try_into().map_err(|e: mysql_async::binlog::jsonb::JsonbToJsonError| err(e.to_string()))?;
-            Ok(Value::Json(json))
-        }
+        BinlogValue::Jsonb(j) => jsonb(j.clone()).map(Value::Json).map_err(err),
         BinlogValue::JsonDiff(_) => {
             Err(err("partial JSON updates are not supported: set binlog_row_value_options='' on the source".into()))
         }
+    }
+}
+
+/// MySQL's binary JSON as the server's JSON text reads (which is how the
+/// snapshot sees it): DECIMAL opaque values are numbers, DATE, TIME and
+/// DATETIME ones strings such as `"2026-11-22 10:00:00.000000"`.
+fn jsonb(v: JsonbValue<'_>) -> Result<serde_json::Value, String> {
+    let dom = v.parse().map_err(|e| format!("unreadable binary JSON: {e}"))?;
+    Ok(json_of(dom))
+}
+
+fn json_of(dom: JsonDom) -> serde_json::Value {
+    match dom {
+        JsonDom::Container(JsonContainer::Array(items)) => {
+            serde_json::Value::Array(items.into_iter().map(json_of).collect())
+        }
+        JsonDom::Container(JsonContainer::Object(fields)) => {
+            serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k, json_of(v))).collect())
+        }
+        JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => {
+            let text = d.to_string();
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        }
+        JsonDom::Scalar(scalar) => scalar.into(),
     }
 }
 
@@ -123,9 +144,9 @@ fn decode_bytes(b: &[u8], kind: ColumnKind, col: &ColumnInfo, origin: Origin) ->
                 .collect();
             Value::Text(labels.join(","))
         }
-        ColumnKind::Text | ColumnKind::Enum | ColumnKind::Other => Value::Text(decode_text(b, charset)),
+        ColumnKind::Text | ColumnKind::Enum | ColumnKind::Other => Value::Text(crate::charset::decode(b, charset)),
         ColumnKind::Json => {
-            let t = decode_text(b, charset);
+            let t = crate::charset::decode(b, charset);
             match serde_json::from_str(&t) {
                 Ok(j) => Value::Json(j),
                 Err(_) => Value::Text(t),
@@ -191,29 +212,6 @@ fn timestamp_text(secs: i64, micros: u32, fsp: u8) -> Result<String, String> {
     Ok(format!("{}{}Z", t.format("%Y-%m-%dT%H:%M:%S"), fraction(micros, fsp)))
 }
 
-/// Text in the column's character set.
-fn decode_text(b: &[u8], charset: Option<&str>) -> String {
-    match charset {
-        // MySQL's latin1 is Windows-1252.
-        Some("latin1") => b.iter().map(|&c| cp1252(c)).collect(),
-        Some("ascii") | Some("utf8") | Some("utf8mb3") | Some("utf8mb4") | None => {
-            String::from_utf8_lossy(b).into_owned()
-        }
-        Some(_) => String::from_utf8_lossy(b).into_owned(),
-    }
-}
-
-fn cp1252(c: u8) -> char {
-    const HIGH: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}', '\u{90}', '‘',
-        '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
-    ];
-    match c {
-        0x80..=0x9f => HIGH[usize::from(c - 0x80)],
-        _ => char::from(c),
-    }
-}
-
 /// MariaDB sends UUID values as 16 bytes with trailing zero bytes removed.
 fn uuid_text(b: &[u8]) -> String {
     let mut bytes = [0u8; 16];
@@ -231,6 +229,48 @@ mod tests {
 
     fn col(kind: ColumnKind, unsigned: bool) -> ColumnInfo {
         ColumnInfo { name: "c".into(), kind, unsigned, charset: Some("utf8mb4".into()), labels: vec![], fsp: 0 }
+    }
+
+    /// Parses JSONB bytes as the binlog row parser would.
+    fn from_jsonb(bytes: &[u8]) -> Result<Value, DecodeError> {
+        use mysql_common::io::ParseBuf;
+        use mysql_common::proto::MyDeserialize;
+        let v = JsonbValue::deserialize((), &mut ParseBuf(bytes)).unwrap();
+        decode(Some(&BinlogValue::Jsonb(v)), &col(ColumnKind::Json, false))
+    }
+
+    /// JSONB opaque value: type 0x0f, the MySQL field type, a length, data.
+    fn opaque(field_type: u8, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x0f, field_type, u8::try_from(data.len()).unwrap()];
+        b.extend_from_slice(data);
+        b
+    }
+
+    /// MySQL's packed DATETIME as JSONB stores it.
+    fn packed_datetime(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, micros: i64) -> [u8; 8] {
+        let ymd = ((y * 13 + mo) << 5) | d;
+        let hms = (h << 12) | (mi << 6) | s;
+        ((((ymd << 17) | hms) << 24) + micros).to_le_bytes()
+    }
+
+    #[test]
+    fn binary_json_opaque_values_decode() {
+        // DECIMAL(3,2) 1.50: precision, scale, then the binary decimal.
+        assert_eq!(from_jsonb(&opaque(246, &[3, 2, 0x81, 0x32])).unwrap(), Value::Json(serde_json::json!(1.5)));
+        let dt = packed_datetime(2026, 11, 22, 10, 5, 7, 250_000);
+        assert_eq!(from_jsonb(&opaque(12, &dt)).unwrap(), Value::Json(serde_json::json!("2026-11-22 10:05:07.250000")));
+        let date = packed_datetime(2026, 11, 22, 0, 0, 0, 0);
+        assert_eq!(from_jsonb(&opaque(10, &date)).unwrap(), Value::Json(serde_json::json!("2026-11-22")));
+        // An array holding the decimal inline: [1.50]
+        // Type, then count, size and one entry (type, offset), offsets
+        // counted from after the type byte.
+        let value = &opaque(246, &[3, 2, 0x81, 0x32])[1..];
+        let size = u8::try_from(7 + value.len()).unwrap();
+        let mut arr = vec![0x02, 1, 0, size, 0, 0x0f, 7, 0];
+        arr.extend_from_slice(value);
+        assert_eq!(from_jsonb(&arr).unwrap(), Value::Json(serde_json::json!([1.5])));
+        // Truncated data fails with a message, not a panic.
+        assert!(from_jsonb(&opaque(12, &[1, 2])).is_err());
     }
 
     fn d(v: My, c: &ColumnInfo) -> Value {

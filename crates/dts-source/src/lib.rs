@@ -10,7 +10,8 @@
 //! - [`snapshot`]: the copy of existing rows for `incr: false` tasks, in a
 //!   consistent snapshot, chunked by primary key, resumable.
 //! - [`pushdown`]: row filters as SQL `WHERE` clauses for the snapshot.
-//! - [`schema`]: table shapes from `information_schema`, cached until DDL.
+//! - [`schema`]: table shapes, from the binlog's own metadata first, then
+//!   dts's [`history`] (kept in the checkpoint), then `information_schema`.
 //! - [`decode`]: binlog values to [`dts_core::event::Value`].
 //! - [`ddl`]: which QUERY statements are DDL and which table they name.
 //! - [`position`]: checkpoints and GTID sets of both flavors.
@@ -18,9 +19,11 @@
 //! Errors are either transient (retry from the last checkpoint) or definite
 //! (fail the task with the reason): see [`SourceError`].
 
+pub mod charset;
 pub mod checks;
 pub mod ddl;
 pub mod decode;
+pub mod history;
 pub mod position;
 pub mod pushdown;
 pub mod reader;
@@ -36,12 +39,11 @@ pub use position::{Checkpoint, Flavor};
 pub use reader::SourceItem;
 
 /// Server error codes after which retrying cannot help.
-const DEFINITE_SERVER_ERRORS: [u16; 8] = [
+const DEFINITE_SERVER_ERRORS: [u16; 7] = [
     1044, // access denied to a database
     1045, // access denied (bad user or password)
     1142, // command denied on a table
     1227, // access denied: a privilege is missing
-    1236, // fatal binlog error: position or GTID purged or unknown
     1049, // unknown database
     1251, // client does not support the authentication protocol
     1698, // access denied (auth plugin)
@@ -64,17 +66,37 @@ impl SourceError {
 
     pub fn from_mysql(e: mysql_async::Error) -> Self {
         match &e {
+            mysql_async::Error::Server(s) if s.code == 1236 => replication_refused(&s.message),
             mysql_async::Error::Server(s) if DEFINITE_SERVER_ERRORS.contains(&s.code) => {
-                let hint = if s.code == 1236 {
-                    " (the binlog at the task's checkpoint is gone from the source: resubmit the task with incr=false to copy the data again)"
-                } else {
-                    ""
-                };
-                Self::Definite(format!("source error {}: {}{hint}", s.code, s.message))
+                Self::Definite(format!("source error {}: {}", s.code, s.message))
             }
             mysql_async::Error::Url(_) => Self::Definite(format!("source address: {e}")),
             _ => Self::Transient(format!("source: {e}")),
         }
+    }
+}
+
+/// Error 1236 covers every refusal of a replication request; its message
+/// tells which: a purged binlog, another replica with the same server id
+/// (MySQL and MariaDB disconnect the older one), or a position the server
+/// never had (a source that diverged or was replaced).
+fn replication_refused(message: &str) -> SourceError {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("same server_uuid") || lower.contains("same server_id") || lower.contains("same server id") {
+        SourceError::Transient(format!(
+            "source error 1236: {message} (another replica uses this task's server id: if it persists, give \
+             each dts installation reading this source its own server_id_base)"
+        ))
+    } else if lower.contains("purged") || lower.contains("could not find first log file") || lower.contains("too old") {
+        SourceError::Definite(format!(
+            "source error 1236: {message} (the binlog at the task's checkpoint is gone from the source: resubmit \
+             the task with incr=false to copy the data again)"
+        ))
+    } else {
+        SourceError::Definite(format!(
+            "source error 1236: {message} (the source does not have the task's position: it may have diverged \
+             from the server the task read before, or be another server; check the source's GTID state)"
+        ))
     }
 }
 
@@ -164,5 +186,36 @@ pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -
         Flavor::MySql if info.gtids => row.get::<String, _>(4).unwrap_or_default(),
         Flavor::MySql => String::new(),
     };
-    Ok(Checkpoint { flavor: info.flavor, file, pos, gtid, snapshot: None })
+    Ok(Checkpoint { flavor: info.flavor, file, pos, gtid, snapshot: None, schemas: Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(message: &str) -> SourceError {
+        SourceError::from_mysql(mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1236,
+            message: message.into(),
+            state: "HY000".into(),
+        }))
+    }
+
+    /// Messages as MySQL 8 and MariaDB 10.11 word them.
+    #[test]
+    fn error_1236_says_what_was_refused() {
+        let dup = refused("A slave with the same server_uuid/server_id as this slave has connected to the master");
+        assert!(dup.is_transient(), "{dup}");
+        let purged = refused(
+            "Cannot replicate because the master purged required binary logs. Replicate the missing transactions",
+        );
+        assert!(!purged.is_transient() && purged.to_string().contains("incr=false"), "{purged}");
+        let gone = refused("Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.");
+        assert!(gone.to_string().contains("incr=false"), "{gone}");
+        let diverged = refused(
+            "Error: connecting slave requested to start from GTID 0-1-999999, which is not in the master's binlog",
+        );
+        assert!(!diverged.is_transient(), "{diverged}");
+        assert!(!diverged.to_string().contains("purged") && diverged.to_string().contains("diverged"), "{diverged}");
+    }
 }

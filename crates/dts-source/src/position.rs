@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::SchemaHistory;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Flavor {
@@ -32,6 +34,10 @@ pub struct Checkpoint {
     /// the position above is then where streaming starts afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotProgress>,
+    /// The shapes of the selected tables at this position, so events after
+    /// it decode as written whatever the catalogue says when they are read.
+    #[serde(default, skip_serializing_if = "SchemaHistory::is_empty")]
+    pub schemas: SchemaHistory,
 }
 
 /// How far the copy of existing rows has come.
@@ -235,6 +241,7 @@ mod tests {
             pos: 1234,
             gtid: "0-1-42".into(),
             snapshot: None,
+            schemas: SchemaHistory::default(),
         };
         assert_eq!(c.display(), "MariaDB/0-1-42");
         c.flavor = Flavor::MySql;

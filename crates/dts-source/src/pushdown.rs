@@ -4,8 +4,12 @@
 //! (the filter is always applied again to every row read): MySQL compares
 //! text case-insensitively under the usual collations and converts text to
 //! numbers differently, so only these forms are pushed:
-//! - exact: numeric comparisons, `IN`, `BETWEEN` on numeric columns with
-//!   numeric literals; `IS [NOT] NULL`; `NOT` of an exact form;
+//! - exact: comparisons, `IN`, `BETWEEN` of integer, DECIMAL and DOUBLE
+//!   columns with numeric literals (dts compares decimals exactly, as MySQL
+//!   does, and prints a float literal in the shortest form that reads back
+//!   as the same number); `IS [NOT] NULL`; `NOT` of an exact form. FLOAT
+//!   columns are never pushed: MySQL compares their single-precision value
+//!   widened to double (`0.1` stored is not `= 0.1`), dts their decoded one;
 //! - superset: text `=`, `IN` and `LIKE` with string literals (a
 //!   case-insensitive match keeps every case-sensitive match);
 //! - `AND` pushes whichever sides it can; `OR` only when both sides can.
@@ -49,10 +53,7 @@ fn kind(table: &TableInfo, column: &str) -> Option<ColumnKind> {
 }
 
 fn is_numeric(kind: Option<ColumnKind>) -> bool {
-    matches!(
-        kind,
-        Some(ColumnKind::Int(_) | ColumnKind::Float | ColumnKind::Double | ColumnKind::Decimal | ColumnKind::Year)
-    )
+    matches!(kind, Some(ColumnKind::Int(_) | ColumnKind::Double | ColumnKind::Decimal | ColumnKind::Year))
 }
 
 fn is_text(kind: Option<ColumnKind>) -> bool {
@@ -62,7 +63,9 @@ fn is_text(kind: Option<ColumnKind>) -> bool {
 fn number(op: &Operand) -> Option<String> {
     match op {
         Operand::Int(v) => Some(v.to_string()),
-        Operand::Float(v) if v.is_finite() => Some(format!("{v:?}")),
+        // `Display` writes plain decimal digits (no exponent, which MySQL
+        // would read as a DOUBLE); past 65 digits MySQL reads DOUBLE too.
+        Operand::Float(v) if v.is_finite() => Some(v.to_string()).filter(|t| t.len() <= 60),
         _ => None,
     }
 }

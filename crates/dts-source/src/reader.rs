@@ -11,15 +11,18 @@ use std::sync::Arc;
 
 use dts_core::event::{Change, DdlChange, Op, Row, RowChange, SourcePosition};
 use futures_util::StreamExt;
-use mysql_async::binlog::events::{EventData, OptionalMetaExtractor, RowsEventData, TableMapEvent};
+use mysql_async::binlog::events::{
+    EventData, OptionalMetaExtractor, OptionalMetadataField, RowsEventData, TableMapEvent,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::BinlogStreamRequest;
 use tokio::sync::mpsc;
 
-use crate::ddl::{classify, Statement};
+use crate::ddl::{classify, effects, Statement};
 use crate::decode::decode;
+use crate::history::SchemaHistory;
 use crate::position::{Checkpoint, Flavor, MariaGtidState, MysqlGtidSet};
-use crate::schema::{kind_of_binlog, BinlogShape, SchemaCache};
+use crate::schema::{kind_of_binlog, normalize_charset, BinlogColumn, BinlogShape, ColumnKind, Resolved, SchemaCache};
 use crate::{ServerInfo, SourceConfig, SourceError};
 
 /// MariaDB event types mysql_common does not know.
@@ -27,8 +30,6 @@ const MARIADB_ANNOTATE_ROWS: u8 = 160;
 const MARIADB_BINLOG_CHECKPOINT: u8 = 161;
 const MARIADB_GTID: u8 = 162;
 const MARIADB_GTID_LIST: u8 = 163;
-/// MariaDB GTID event flag: the transaction is a single statement (DDL).
-const MARIADB_FL_STANDALONE: u8 = 1;
 
 /// What the source sends down the pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,10 @@ pub trait Selection: Send + Sync {
     /// The row filter of each entry selecting the table (`None`: no filter),
     /// pushed into snapshot queries where it is safe.
     fn row_filters(&self, db: &str, table: &str) -> Vec<Option<dts_core::filter::RowFilter>>;
+    /// True when the task refers to the table's columns by name (a row
+    /// filter, excluded or partition columns): its rows cannot go out under
+    /// positional names, so an event nothing describes fails the task.
+    fn needs_column_names(&self, db: &str, table: &str) -> bool;
 }
 
 /// Streams from `start` until the receiver goes away (`Ok`) or an error.
@@ -59,7 +64,7 @@ pub async fn stream(
     select: Arc<dyn Selection>,
     tx: mpsc::Sender<SourceItem>,
 ) -> Result<(), SourceError> {
-    let mut schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb);
+    let mut schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb, start.schemas.clone());
     let mut conn = cfg.connect().await?;
     let mut state = Tracker::new(info, start)?;
     // Heartbeats every second keep an idle stream provably alive.
@@ -125,7 +130,7 @@ pub async fn stream(
                 }
                 let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or_default());
                 let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
-                state.begin_mariadb(domain, header.server_id(), seq, data[12] & MARIADB_FL_STANDALONE != 0);
+                state.begin_mariadb(domain, header.server_id(), seq);
                 continue;
             }
             MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST => continue,
@@ -138,7 +143,10 @@ pub async fn stream(
                 false
             }
             Some(EventData::FormatDescriptionEvent(_)) => {
+                // A new binlog file (or a restarted server): a transaction
+                // left open in the previous one was rolled back.
                 state.seen_fde = true;
+                state.in_txn = false;
                 false
             }
             Some(EventData::GtidEvent(g)) => {
@@ -146,13 +154,19 @@ pub async fn stream(
                 false
             }
             Some(EventData::QueryEvent(q)) => match classify(&q.query()) {
-                Statement::Begin => false,
-                // A standalone MariaDB transaction is this one statement.
-                Statement::Other => state.standalone,
+                Statement::Begin => {
+                    state.in_txn = true;
+                    false
+                }
+                // Outside BEGIN ... COMMIT a statement is its own transaction
+                // (GRANT, CREATE USER, ANALYZE TABLE, ...): its GTID must
+                // enter the executed set, or a resumed set has a hole.
+                Statement::Other => !state.in_txn,
                 Statement::Commit | Statement::Rollback => true,
                 Statement::Ddl { db, table } => {
+                    let query = q.query();
                     let db = db.unwrap_or_else(|| q.schema().into_owned());
-                    schemas.invalidate(&db, table.as_deref());
+                    schemas.apply_ddl(&effects(&query, &q.schema()));
                     let selected = match &table {
                         Some(t) => select.table(&db, t),
                         None => select.database(&db),
@@ -163,8 +177,13 @@ pub async fn stream(
                             return Ok(());
                         }
                     }
-                    // A DDL statement commits implicitly.
-                    true
+                    // A DDL statement commits implicitly, unless rows follow it in
+                    // one transaction (CREATE TABLE ... SELECT): MariaDB wraps
+                    // those in BEGIN ... COMMIT, MySQL 8 appends START TRANSACTION.
+                    if opens_transaction(&query) {
+                        state.in_txn = true;
+                    }
+                    !state.in_txn
                 }
             },
             Some(EventData::XidEvent(_)) => true,
@@ -173,7 +192,7 @@ pub async fn stream(
                     return Err(SourceError::Definite(format!("rows event for unknown table id {}", rows.table_id())));
                 };
                 let (db, table) = (tme.database_name().into_owned(), tme.table_name().into_owned());
-                if select.table(&db, &table) && !send_rows(&rows, tme, &mut schemas, pos, &tx).await? {
+                if select.table(&db, &table) && !send_rows(&rows, tme, &mut schemas, select.as_ref(), pos, &tx).await? {
                     return Ok(());
                 }
                 false
@@ -181,7 +200,7 @@ pub async fn stream(
             _ => false,
         };
         if commit {
-            let checkpoint = state.commit(u64::from(header.log_pos()));
+            let checkpoint = state.commit(u64::from(header.log_pos()), schemas.history());
             let item = SourceItem::Commit { checkpoint, ts_ms: i64::from(header.timestamp()) * 1000 };
             if tx.send(item).await.is_err() {
                 return Ok(());
@@ -195,11 +214,33 @@ async fn send_rows(
     rows: &RowsEventData<'_>,
     tme: &TableMapEvent<'_>,
     schemas: &mut SchemaCache,
+    select: &dyn Selection,
     pos: SourcePosition,
     tx: &mpsc::Sender<SourceItem>,
 ) -> Result<bool, SourceError> {
     let (db, table) = (tme.database_name(), tme.table_name());
-    let info = schemas.get(&db, &table, &binlog_shape(tme)).await?;
+    let info = match schemas.resolve(&db, &table, &binlog_shape(tme)).await? {
+        Resolved::Known(info) => info,
+        Resolved::Positional(_) if select.needs_column_names(&db, &table) => {
+            return Err(SourceError::Definite(format!(
+                "rows of {db}.{table} at {}:{} were written with columns dts cannot name (the table changed or was \
+                 dropped since, and the binlog does not log column names), and the task filters, excludes or \
+                 partitions by column name: set binlog_row_metadata=FULL on the source (MariaDB 10.5+, MySQL \
+                 8.0.1+) and restart the task",
+                pos.file, pos.pos
+            )));
+        }
+        Resolved::Positional(info) => {
+            let n = rows.rows(tme).count() as u64;
+            let total = schemas.note_positional(n);
+            tracing::warn!(
+                %db, %table, rows = n, positional_rows_total = total, file = %pos.file, pos = pos.pos,
+                "rows decoded with positional column names (@1, @2, ...): nothing describes their columns; \
+                 set binlog_row_metadata=FULL on the source to keep names"
+            );
+            info
+        }
+    };
     for (i, row) in rows.rows(tme).enumerate() {
         let (before, after) = row.map_err(|e| SourceError::Definite(format!("unreadable row of {db}.{table}: {e}")))?;
         let image = |r: Option<mysql_async::binlog::row::BinlogRow>| -> Result<Option<Row>, SourceError> {
@@ -228,21 +269,95 @@ async fn send_rows(
     Ok(true)
 }
 
-/// The event's own view of its table: column kinds from the table map, and
-/// names when the server logs them (`binlog_row_metadata=FULL`).
-fn binlog_shape(tme: &TableMapEvent<'_>) -> BinlogShape {
+/// The event's own view of its table: column kinds and fractional digits
+/// from the table map, and whatever the server's `binlog_row_metadata`
+/// level adds (MINIMAL: signedness, charsets; FULL: also names, ENUM/SET
+/// labels and the primary key).
+pub fn binlog_shape(tme: &TableMapEvent<'_>) -> BinlogShape {
+    use mysql_async::consts::ColumnType::*;
     let count = tme.columns_count() as usize;
-    let kinds = (0..count)
+    let mut columns: Vec<BinlogColumn> = (0..count)
         .map(|i| {
-            let t = tme.get_column_type(i).ok().flatten().unwrap_or(mysql_async::consts::ColumnType::MYSQL_TYPE_NULL);
-            kind_of_binlog(t, tme.get_column_metadata(i).and_then(|m| m.first().copied()))
+            let t = tme.get_column_type(i).ok().flatten().unwrap_or(MYSQL_TYPE_NULL);
+            let meta = tme.get_column_metadata(i).unwrap_or_default();
+            let fsp = match t {
+                MYSQL_TYPE_TIME2 | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 => meta.first().copied().unwrap_or(0),
+                _ => 0,
+            };
+            BinlogColumn {
+                name: None,
+                kind: kind_of_binlog(t, meta.first().copied()),
+                unsigned: None,
+                charset: None,
+                labels: None,
+                fsp: fsp.min(6),
+            }
         })
         .collect();
-    let names: Vec<String> = OptionalMetaExtractor::new(tme.iter_optional_meta())
-        .map(|meta| meta.iter_column_name().filter_map(|n| n.ok().map(|n| n.name().into_owned())).collect())
-        .unwrap_or_default();
-    let names = if names.len() == count { names } else { Vec::new() };
-    BinlogShape { names, kinds }
+    let Ok(meta) = OptionalMetaExtractor::new(tme.iter_optional_meta()) else {
+        return BinlogShape { columns, primary_key: None };
+    };
+    // Signedness covers numeric columns, charsets character columns, in order.
+    let numeric: Vec<usize> = (0..count)
+        .filter(|&i| {
+            matches!(columns[i].kind, ColumnKind::Int(_) | ColumnKind::Float | ColumnKind::Double | ColumnKind::Decimal)
+        })
+        .collect();
+    for (&i, unsigned) in numeric.iter().zip(meta.iter_signedness()) {
+        columns[i].unsigned = Some(unsigned);
+    }
+    let character: Vec<usize> = (0..count).filter(|&i| columns[i].kind == ColumnKind::Text).collect();
+    for (&i, charset) in character.iter().zip(meta.iter_charset()) {
+        let Ok(id) = charset else { break };
+        let collation = mysql_common::collations::CollationId::from(id);
+        if collation == mysql_common::collations::CollationId::UNKNOWN_COLLATION_ID {
+            continue;
+        }
+        let name = mysql_common::collations::Collation::resolve(collation).charset().to_owned();
+        if name == "binary" {
+            columns[i].kind = ColumnKind::Binary;
+        }
+        columns[i].charset = Some(normalize_charset(&name));
+    }
+    let names: Vec<String> = meta.iter_column_name().map_while(Result::ok).map(|n| n.name().into_owned()).collect();
+    if names.len() == count {
+        for (c, n) in columns.iter_mut().zip(names) {
+            c.name = Some(n);
+        }
+    }
+    // ENUM and SET labels, each list in column order of its kind.
+    for field in tme.iter_optional_meta().map_while(Result::ok) {
+        let (kind, lists): (ColumnKind, Vec<Vec<String>>) = match field {
+            OptionalMetadataField::EnumStrValue(v) => (
+                ColumnKind::Enum,
+                v.iter_values()
+                    .map_while(Result::ok)
+                    .map(|e| e.values().iter().map(|x| x.value().into_owned()).collect())
+                    .collect(),
+            ),
+            OptionalMetadataField::SetStrValue(v) => (
+                ColumnKind::Set,
+                v.iter_values()
+                    .map_while(Result::ok)
+                    .map(|e| e.values().iter().map(|x| x.value().into_owned()).collect())
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        for (c, labels) in columns.iter_mut().filter(|c| c.kind == kind).zip(lists) {
+            c.labels = Some(labels);
+        }
+    }
+    let primary_key: Vec<usize> = meta.iter_primary_key().map_while(Result::ok).map(|i| i as usize).collect();
+    let has_names = columns.iter().all(|c| c.name.is_some());
+    BinlogShape { columns, primary_key: (has_names && count > 0).then_some(primary_key) }
+}
+
+/// MySQL 8.0.21+ logs CREATE TABLE ... SELECT as `CREATE TABLE ... START
+/// TRANSACTION`, followed by the rows and an XID.
+fn opens_transaction(query: &str) -> bool {
+    let q = query.trim_end().trim_end_matches(';').trim_end();
+    q.len() >= 17 && q[q.len() - 17..].eq_ignore_ascii_case("START TRANSACTION")
 }
 
 /// Position bookkeeping across events.
@@ -255,8 +370,8 @@ struct Tracker {
     txn_gtid: String,
     /// MySQL GTID to add to the executed set at commit.
     pending_mysql: Option<(String, u64)>,
-    /// A MariaDB standalone transaction (e.g. DDL) commits after its one event.
-    standalone: bool,
+    /// Inside BEGIN ... COMMIT (or a DDL that opened a transaction).
+    in_txn: bool,
     seen_fde: bool,
     checksums: bool,
 }
@@ -275,7 +390,7 @@ impl Tracker {
             mysql,
             txn_gtid: String::new(),
             pending_mysql: None,
-            standalone: false,
+            in_txn: false,
             seen_fde: false,
             checksums: info.checksums,
         })
@@ -289,10 +404,10 @@ impl Tracker {
         self.file = String::from_utf8_lossy(name).into_owned();
     }
 
-    fn begin_mariadb(&mut self, domain: u32, server: u32, seq: u64, standalone: bool) {
+    fn begin_mariadb(&mut self, domain: u32, server: u32, seq: u64) {
         self.mariadb.update(domain, server, seq);
         self.txn_gtid = format!("{domain}-{server}-{seq}");
-        self.standalone = standalone;
+        self.in_txn = false;
     }
 
     fn begin_mysql(&mut self, g: &mysql_async::binlog::events::GtidEvent) {
@@ -300,19 +415,31 @@ impl Tracker {
         let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
         let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
         self.txn_gtid = format!("{uuid}:{}", g.gno());
-        self.pending_mysql = Some((uuid, g.gno()));
+        // A transaction whose end dts did not recognise is over when the
+        // next one starts: its GTID still belongs in the executed set.
+        if let Some((previous, gno)) = self.pending_mysql.replace((uuid, g.gno())) {
+            self.mysql.add(&previous, gno);
+        }
+        self.in_txn = false;
     }
 
     /// The checkpoint after the transaction that ends at `end_pos`.
-    fn commit(&mut self, end_pos: u64) -> Checkpoint {
+    fn commit(&mut self, end_pos: u64, schemas: &SchemaHistory) -> Checkpoint {
         if let Some((uuid, gno)) = self.pending_mysql.take() {
             self.mysql.add(&uuid, gno);
         }
-        self.standalone = false;
+        self.in_txn = false;
         let gtid = match self.flavor {
             Flavor::MariaDb => self.mariadb.to_string(),
             Flavor::MySql => self.mysql.to_string(),
         };
-        Checkpoint { flavor: self.flavor, file: self.file.clone(), pos: end_pos, gtid, snapshot: None }
+        Checkpoint {
+            flavor: self.flavor,
+            file: self.file.clone(),
+            pos: end_pos,
+            gtid,
+            snapshot: None,
+            schemas: schemas.clone(),
+        }
     }
 }

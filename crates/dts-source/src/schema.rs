@@ -1,11 +1,14 @@
-//! Table shapes from `information_schema`, cached per table until a DDL
-//! statement on it is seen.
+//! Table shapes: what a rows event's columns are called and how their
+//! values decode.
 //!
-//! The binlog's own metadata (column names with `binlog_row_metadata=FULL`)
-//! wins for names, because an old event must decode with the names it was
-//! written with; `information_schema` adds what the binlog does not carry
-//! (primary key order on MariaDB, JSON and UUID columns, charsets by name,
-//! ENUM/SET labels, fractional-second precision).
+//! The binlog itself is the first authority: the table map carries column
+//! types, and with `binlog_row_metadata=FULL` also names, signedness,
+//! charsets, ENUM/SET labels and the primary key, so an event decodes as it
+//! was written even when the table has since changed, been renamed or
+//! dropped. dts's own [`SchemaHistory`] (persisted in the checkpoint) fills
+//! in what the binlog leaves out, and `information_schema` is consulted only
+//! for tables whose shape is unknown or changed, and only when it agrees
+//! with the event's column types. See [`SchemaCache::resolve`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,11 +16,15 @@ use std::sync::Arc;
 use dts_core::event::TableSchema;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
 
+use crate::ddl::Effect;
+use crate::history::SchemaHistory;
 use crate::SourceError;
 
 /// How a column's binlog value is interpreted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
     /// Integer of this many bytes.
     Int(u8),
@@ -44,25 +51,62 @@ pub enum ColumnKind {
     Other,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnInfo {
     pub name: String,
     pub kind: ColumnKind,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsigned: bool,
     /// Character set name (`utf8mb4`, `latin1`, ...) of text columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charset: Option<String>,
     /// ENUM and SET labels, in declaration order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// Fractional-second digits of TIME, DATETIME and TIMESTAMP.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub fsp: u8,
 }
 
-/// A rows event's own view of its table: names (with
-/// `binlog_row_metadata=FULL`, else empty) and kinds from the table map.
+fn is_zero(v: &u8) -> bool {
+    *v == 0
+}
+
+/// One column as a rows event's table map describes it; `None` where the
+/// server's `binlog_row_metadata` level does not log the detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinlogColumn {
+    pub name: Option<String>,
+    /// From the column type; the string family is [`ColumnKind::Text`]
+    /// (or `Binary` when the logged charset is `binary`).
+    pub kind: ColumnKind,
+    pub unsigned: Option<bool>,
+    pub charset: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub fsp: u8,
+}
+
+/// A rows event's own view of its table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BinlogShape {
-    pub names: Vec<String>,
-    pub kinds: Vec<ColumnKind>,
+    pub columns: Vec<BinlogColumn>,
+    /// Primary-key column indexes, when logged (FULL metadata).
+    pub primary_key: Option<Vec<usize>>,
+}
+
+impl BinlogShape {
+    /// True when the event names its columns (`binlog_row_metadata=FULL`).
+    pub fn has_names(&self) -> bool {
+        !self.columns.is_empty() && self.columns.iter().all(|c| c.name.is_some())
+    }
+}
+
+/// MySQL's and MariaDB's names for one charset differ (`utf8` is `utf8mb3`).
+pub fn normalize_charset(name: &str) -> String {
+    match name {
+        "utf8" => "utf8mb3".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// The kind of a table-map column type (`real_type` is the first metadata
@@ -105,41 +149,8 @@ pub fn kind_of_binlog(t: ColumnType, real_type: Option<u8>) -> ColumnKind {
     }
 }
 
-/// An older shape of `current`: columns still present keep their current
-/// info, columns since dropped get the event's kind.
-fn historic(current: &TableInfo, binlog: &BinlogShape) -> TableInfo {
-    let columns: Vec<ColumnInfo> = binlog
-        .names
-        .iter()
-        .zip(&binlog.kinds)
-        .map(|(name, kind)| match current.columns.iter().find(|c| &c.name == name) {
-            Some(c) => c.clone(),
-            None => ColumnInfo {
-                name: name.clone(),
-                kind: *kind,
-                unsigned: false,
-                charset: Some("utf8mb4".into()),
-                labels: Vec::new(),
-                fsp: 6,
-            },
-        })
-        .collect();
-    let pk_names: Vec<&String> = current.schema.primary_key.iter().map(|&i| &current.schema.columns[i]).collect();
-    let primary_key: Vec<usize> = pk_names.iter().filter_map(|n| binlog.names.iter().position(|x| x == *n)).collect();
-    let primary_key = if primary_key.len() == pk_names.len() { primary_key } else { Vec::new() };
-    TableInfo {
-        schema: Arc::new(TableSchema {
-            db: current.schema.db.clone(),
-            table: current.schema.table.clone(),
-            columns: binlog.names.clone(),
-            primary_key,
-        }),
-        columns,
-    }
-}
-
 /// Everything known about one table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableInfo {
     pub schema: Arc<TableSchema>,
     pub columns: Vec<ColumnInfo>,
@@ -229,79 +240,140 @@ pub fn json_columns_from_checks(clauses: &[String]) -> Vec<String> {
     out
 }
 
-/// Cached table shapes, read through a metadata connection of their own.
+/// How a rows event's table was resolved.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// A shape with the columns' real names.
+    Known(Arc<TableInfo>),
+    /// Nothing tells the columns' names (no FULL metadata, no history, and
+    /// the catalogue disagrees with the event): names are positional
+    /// (`@1`, `@2`, ...) and types come from the table map alone.
+    Positional(Arc<TableInfo>),
+}
+
+/// Table shapes: the persisted history, the live catalogue (read through a
+/// metadata connection of its own, cached until DDL), and the positional
+/// shapes of events nothing else describes.
 pub struct SchemaCache {
     conn: mysql_async::Conn,
-    tables: HashMap<(String, String), Arc<TableInfo>>,
-    /// Shapes of events older than the current table, by their column names.
-    historic: HashMap<(String, String, Vec<String>), Arc<TableInfo>>,
+    history: SchemaHistory,
+    catalogue: HashMap<(String, String), Option<Arc<TableInfo>>>,
+    positional: HashMap<(String, String), Arc<TableInfo>>,
+    positional_rows: u64,
     mariadb: bool,
 }
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaCache").field("tables", &self.tables.len()).finish_non_exhaustive()
+        f.debug_struct("SchemaCache")
+            .field("history", &self.history.len())
+            .field("catalogue", &self.catalogue.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl SchemaCache {
-    pub fn new(conn: mysql_async::Conn, mariadb: bool) -> Self {
-        Self { conn, tables: HashMap::new(), historic: HashMap::new(), mariadb }
+    pub fn new(conn: mysql_async::Conn, mariadb: bool, history: SchemaHistory) -> Self {
+        Self { conn, history, catalogue: HashMap::new(), positional: HashMap::new(), positional_rows: 0, mariadb }
     }
 
-    /// Forgets a table (after DDL on it), or every table of `db` when `table` is `None`.
-    pub fn invalidate(&mut self, db: &str, table: Option<&str>) {
-        match table {
-            Some(t) => {
-                self.tables.remove(&(db.to_owned(), t.to_owned()));
-                self.historic.retain(|(d, n, _), _| !(d == db && n == t));
-            }
-            None => {
-                self.tables.retain(|(d, _), _| d != db);
-                self.historic.retain(|(d, _, _), _| d != db);
+    /// Counts rows sent with positional names; returns the total so far.
+    pub fn note_positional(&mut self, rows: u64) -> u64 {
+        self.positional_rows += rows;
+        self.positional_rows
+    }
+
+    /// The history as of the last event read, for the next checkpoint.
+    pub fn history(&self) -> &SchemaHistory {
+        &self.history
+    }
+
+    /// Records what a DDL statement did: shapes of the tables it touched
+    /// are re-derived at their next rows event, renamed ones move, dropped
+    /// ones go; cached catalogue reads of those tables are forgotten.
+    pub fn apply_ddl(&mut self, effects: &[Effect]) {
+        self.history.apply(effects);
+        for effect in effects {
+            match effect {
+                Effect::Changed(t) | Effect::Dropped(t) => self.forget(&t.db, Some(&t.table)),
+                Effect::Renamed { from, to } => {
+                    self.forget(&from.db, Some(&from.table));
+                    self.forget(&to.db, Some(&to.table));
+                }
+                Effect::DatabaseDropped(db) => self.forget(db, None),
             }
         }
     }
 
-    /// The table's current info (for the snapshot).
+    /// Forgets cached catalogue reads of a table, or of every table of `db`.
+    pub fn forget(&mut self, db: &str, table: Option<&str>) {
+        let keep = |(d, t): &(String, String)| !(d == db && table.is_none_or(|x| x == t));
+        self.catalogue.retain(|k, _| keep(k));
+        self.positional.retain(|k, _| keep(k));
+    }
+
+    /// The table's current info from the catalogue (for the snapshot).
     pub async fn current(&mut self, db: &str, table: &str) -> Result<Arc<TableInfo>, SourceError> {
+        self.catalogue(db, table).await?.ok_or_else(|| {
+            SourceError::Definite(format!(
+                "table {db}.{table} is not visible in information_schema (missing SELECT privilege?)"
+            ))
+        })
+    }
+
+    async fn catalogue(&mut self, db: &str, table: &str) -> Result<Option<Arc<TableInfo>>, SourceError> {
         let key = (db.to_owned(), table.to_owned());
-        if let Some(info) = self.tables.get(&key) {
+        if let Some(info) = self.catalogue.get(&key) {
             return Ok(info.clone());
         }
-        let info = Arc::new(self.fetch(db, table).await?);
-        self.tables.insert(key, info.clone());
+        let info = self.fetch(db, table).await?.map(Arc::new);
+        self.catalogue.insert(key, info.clone());
         Ok(info)
     }
 
-    /// The table's info as the event sees it. When the event's column count
-    /// differs from the current table (it was written before a later DDL,
-    /// e.g. while catching up), the shape is rebuilt from the event's own
-    /// column names and types, reusing current column info by name.
-    pub async fn get(&mut self, db: &str, table: &str, binlog: &BinlogShape) -> Result<Arc<TableInfo>, SourceError> {
-        let info = self.current(db, table).await?;
-        let count = binlog.kinds.len();
-        let same_names = binlog.names.is_empty() || binlog.names == info.schema.columns;
-        if info.columns.len() == count && same_names {
-            return Ok(info);
+    /// The shape to decode a rows event of `db.table` with. In order:
+    /// 1. the recorded shape, unless a DDL touched the table since or it
+    ///    disagrees with the event (column count, types, names, signedness,
+    ///    labels or charsets the event logs);
+    /// 2. with FULL metadata, the event's own description, completed by the
+    ///    catalogue or the recorded shape for what the binlog cannot say
+    ///    (MariaDB's JSON and UUID columns travel as strings);
+    /// 3. without names: the catalogue if it agrees with the event, else
+    ///    the recorded shape if it agrees;
+    /// 4. else positional names ([`Resolved::Positional`]).
+    ///
+    /// A shape from 2 or 3 is recorded in the history.
+    pub async fn resolve(&mut self, db: &str, table: &str, event: &BinlogShape) -> Result<Resolved, SourceError> {
+        let prior = self.history.get(db, table).cloned();
+        if let Some(p) = &prior {
+            if !p.stale && agrees(&p.info, event) {
+                return Ok(Resolved::Known(p.info.clone()));
+            }
         }
-        if binlog.names.len() != count {
-            return Err(SourceError::Definite(format!(
-                "table {db}.{table} has {} columns but the binlog event has {count}: set binlog_row_metadata=FULL \
-                 on the source so events written before a DDL can be decoded",
-                info.columns.len()
-            )));
+        let key = (db.to_owned(), table.to_owned());
+        if let Some(p) = self.positional.get(&key) {
+            if same_types(p, event) {
+                return Ok(Resolved::Positional(p.clone()));
+            }
         }
-        let hkey = (db.to_owned(), table.to_owned(), binlog.names.clone());
-        if let Some(h) = self.historic.get(&hkey) {
-            return Ok(h.clone());
-        }
-        let h = Arc::new(historic(&info, binlog));
-        self.historic.insert(hkey, h.clone());
-        Ok(h)
+        let catalogue = self.catalogue(db, table).await?;
+        let info = if event.has_names() {
+            let donor = catalogue.as_deref().filter(|c| agrees(c, event)).or(prior.as_ref().map(|p| p.info.as_ref()));
+            Arc::new(from_event(db, table, event, donor))
+        } else if let Some(c) = catalogue.filter(|c| agrees(c, event)) {
+            c
+        } else if let Some(p) = prior.filter(|p| agrees(&p.info, event)) {
+            p.info
+        } else {
+            let p = Arc::new(from_event(db, table, event, None));
+            self.positional.insert(key, p.clone());
+            return Ok(Resolved::Positional(p));
+        };
+        self.history.record(info.clone());
+        Ok(Resolved::Known(info))
     }
 
-    async fn fetch(&mut self, db: &str, table: &str) -> Result<TableInfo, SourceError> {
+    async fn fetch(&mut self, db: &str, table: &str) -> Result<Option<TableInfo>, SourceError> {
         type ColRow = (String, String, String, Option<String>, Option<u32>);
         let rows: Vec<ColRow> = self
             .conn
@@ -313,9 +385,7 @@ impl SchemaCache {
             .await
             .map_err(SourceError::from_mysql)?;
         if rows.is_empty() {
-            return Err(SourceError::Definite(format!(
-                "table {db}.{table} is not visible in information_schema (missing SELECT privilege?)"
-            )));
+            return Ok(None);
         }
         let pk: Vec<String> = self
             .conn
@@ -357,7 +427,7 @@ impl SchemaCache {
                     unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
                     name,
                     kind,
-                    charset,
+                    charset: charset.as_deref().map(normalize_charset),
                     labels,
                     fsp: fsp.unwrap_or(0).min(6) as u8,
                 }
@@ -365,10 +435,107 @@ impl SchemaCache {
             .collect();
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let primary_key = pk.iter().filter_map(|k| names.iter().position(|n| n == k)).collect();
-        Ok(TableInfo {
+        Ok(Some(TableInfo {
             schema: Arc::new(TableSchema { db: db.to_owned(), table: table.to_owned(), columns: names, primary_key }),
             columns,
+        }))
+    }
+}
+
+/// Kinds a table-map type can stand for: the binlog logs every character
+/// and binary type (and MariaDB's JSON, UUID, INET6) as the string family.
+fn kinds_agree(known: ColumnKind, logged: ColumnKind) -> bool {
+    use ColumnKind::*;
+    match logged {
+        Text => matches!(known, Text | Binary | Json | Uuid | Other),
+        Binary => matches!(known, Binary | Uuid | Other),
+        _ => known == logged,
+    }
+}
+
+fn is_numeric(kind: ColumnKind) -> bool {
+    matches!(kind, ColumnKind::Int(_) | ColumnKind::Float | ColumnKind::Double | ColumnKind::Decimal)
+}
+
+fn is_temporal(kind: ColumnKind) -> bool {
+    matches!(kind, ColumnKind::Time | ColumnKind::DateTime | ColumnKind::Timestamp)
+}
+
+/// True when `known` can decode the event: same column count and, per
+/// column, types that agree and no logged detail (name, signedness, labels,
+/// charset, fractional digits) that differs.
+pub fn agrees(known: &TableInfo, event: &BinlogShape) -> bool {
+    known.columns.len() == event.columns.len()
+        && known.columns.iter().zip(&event.columns).all(|(k, e)| {
+            kinds_agree(k.kind, e.kind)
+                && e.name.as_ref().is_none_or(|n| n == &k.name)
+                && (!is_numeric(k.kind) || e.unsigned.is_none_or(|u| u == k.unsigned))
+                && e.labels.as_ref().is_none_or(|l| l == &k.labels)
+                && (!matches!(k.kind, ColumnKind::Text) || e.charset.is_none() || e.charset == k.charset)
+                && (!is_temporal(k.kind) || e.fsp == k.fsp)
         })
+}
+
+fn same_types(known: &TableInfo, event: &BinlogShape) -> bool {
+    known.columns.len() == event.columns.len()
+        && known.columns.iter().zip(&event.columns).all(|(k, e)| {
+            k.kind == e.kind && e.unsigned.is_none_or(|u| u == k.unsigned) && (!is_temporal(k.kind) || e.fsp == k.fsp)
+        })
+}
+
+/// A shape from the event's own description. `donor` (a shape that agrees
+/// with the event, or the last recorded one) supplies, by column name, what
+/// the event does not log: the specific kind of string-family columns
+/// (JSON, UUID), and signedness, charset and labels at lower metadata levels.
+fn from_event(db: &str, table: &str, event: &BinlogShape, donor: Option<&TableInfo>) -> TableInfo {
+    let columns: Vec<ColumnInfo> = event
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let name = e.name.clone().unwrap_or_else(|| format!("@{}", i + 1));
+            let d =
+                donor.and_then(|d| d.columns.iter().find(|c| c.name == name)).filter(|d| kinds_agree(d.kind, e.kind));
+            let kind = match (e.kind, d.map(|d| d.kind)) {
+                (
+                    ColumnKind::Text | ColumnKind::Binary,
+                    Some(k @ (ColumnKind::Json | ColumnKind::Uuid | ColumnKind::Other)),
+                ) => k,
+                (ColumnKind::Text, Some(ColumnKind::Binary)) if e.charset.is_none() => ColumnKind::Binary,
+                (k, _) => k,
+            };
+            ColumnInfo {
+                unsigned: e.unsigned.or(d.map(|d| d.unsigned)).unwrap_or(false),
+                charset: e.charset.clone().or_else(|| d.and_then(|d| d.charset.clone())),
+                labels: e.labels.clone().or_else(|| d.map(|d| d.labels.clone())).unwrap_or_default(),
+                fsp: e.fsp,
+                kind,
+                name,
+            }
+        })
+        .collect();
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let primary_key = match &event.primary_key {
+        Some(pk) => pk.iter().copied().filter(|&i| i < names.len()).collect(),
+        None => donor
+            .map(|d| {
+                let pk: Vec<usize> = d
+                    .schema
+                    .primary_key
+                    .iter()
+                    .filter_map(|&i| names.iter().position(|n| *n == d.schema.columns[i]))
+                    .collect();
+                if pk.len() == d.schema.primary_key.len() {
+                    pk
+                } else {
+                    Vec::new()
+                }
+            })
+            .unwrap_or_default(),
+    };
+    TableInfo {
+        schema: Arc::new(TableSchema { db: db.to_owned(), table: table.to_owned(), columns: names, primary_key }),
+        columns,
     }
 }
 

@@ -76,7 +76,14 @@ pub async fn begin(cfg: &SourceConfig, info: &ServerInfo) -> Result<Snapshot, So
                 pos.parse().map_err(|_| SourceError::Definite(format!("bad binlog_snapshot_position {pos}")))?;
             let gtid: Option<String> =
                 conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos)).await.map_err(err)?;
-            Checkpoint { flavor: Flavor::MariaDb, file, pos, gtid: gtid.unwrap_or_default(), snapshot: None }
+            Checkpoint {
+                flavor: Flavor::MariaDb,
+                file,
+                pos,
+                gtid: gtid.unwrap_or_default(),
+                snapshot: None,
+                schemas: Default::default(),
+            }
         }
         Flavor::MySql => {
             conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
@@ -135,7 +142,7 @@ pub async fn copy(
     tx: &mpsc::Sender<SourceItem>,
 ) -> Result<Option<Checkpoint>, SourceError> {
     let mut progress = start.snapshot.clone().unwrap_or(SnapshotProgress { tables: Vec::new(), rows_copied: 0 });
-    let mut schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb);
+    let mut schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb, Default::default());
     let stream_from = Checkpoint { snapshot: None, ..start.clone() };
     for i in 0..progress.tables.len() {
         if progress.tables[i].done {

@@ -144,17 +144,35 @@ async fn finish(port: &Port, task: &TaskAssignment, reason: StopReason) {
 }
 
 /// The task's filters as the source's table selection.
-struct FilterSelection(TaskFilter);
+struct FilterSelection {
+    filter: TaskFilter,
+    /// `exclude_columns` entries: `column` or `db.table.column`.
+    excludes: Vec<String>,
+    partition_by_column: bool,
+}
+
+impl FilterSelection {
+    fn new(filter: TaskFilter, kafka: &dts_core::spec::KafkaSpec) -> Self {
+        let partition_by_column = kafka.partition_mode == Some(dts_core::spec::PartitionMode::Column);
+        Self { filter, excludes: kafka.exclude_columns.clone(), partition_by_column }
+    }
+}
 
 impl Selection for FilterSelection {
     fn table(&self, db: &str, table: &str) -> bool {
-        self.0.selects_table(db, table)
+        self.filter.selects_table(db, table)
     }
     fn database(&self, db: &str) -> bool {
-        self.0.selects_database(db)
+        self.filter.selects_database(db)
     }
     fn row_filters(&self, db: &str, table: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
-        self.0.row_filters_for(db, table).into_iter().map(|f| f.cloned()).collect()
+        self.filter.row_filters_for(db, table).into_iter().map(|f| f.cloned()).collect()
+    }
+    fn needs_column_names(&self, db: &str, table: &str) -> bool {
+        let qualified = format!("{db}.{table}.");
+        self.partition_by_column
+            || self.filter.row_filters_for(db, table).iter().any(Option::is_some)
+            || self.excludes.iter().any(|e| !e.contains('.') || e.starts_with(&qualified))
     }
 }
 
@@ -228,7 +246,7 @@ async fn run_once(
         idle_timeout: cfg.source_idle_timeout,
         connect_timeout: Duration::from_secs(10),
     };
-    let selection: Arc<dyn Selection> = Arc::new(FilterSelection(filter.clone()));
+    let selection: Arc<dyn Selection> = Arc::new(FilterSelection::new(filter.clone(), &spec.kafka));
     let mut conn = source.connect().await?;
     let info = server_info(&mut conn).await?;
     checks::check_source(&mut conn, &info, &dbs).await?;

@@ -131,12 +131,15 @@ fn resolve<'r>(operand: &'r Operand, row: &'r dyn RowView) -> Scalar<'r> {
 }
 
 /// A number parsed from text, for comparing text with numbers.
-enum Num {
+enum Num<'a> {
     Int(i128),
+    /// Plain decimal text (`-12.50`), compared exactly, as MySQL compares
+    /// DECIMAL values with integer and decimal literals.
+    Dec(Decimal<'a>),
     Float(f64),
 }
 
-fn as_num(s: &Scalar<'_>) -> Option<Num> {
+fn as_num<'a>(s: &'a Scalar<'_>) -> Option<Num<'a>> {
     match s {
         Scalar::Int(v) => Some(Num::Int(*v)),
         Scalar::Float(v) => Some(Num::Float(*v)),
@@ -145,18 +148,85 @@ fn as_num(s: &Scalar<'_>) -> Option<Num> {
             t.parse::<i128>()
                 .map(Num::Int)
                 .ok()
+                .or_else(|| Decimal::parse(t).map(Num::Dec))
                 .or_else(|| t.parse::<f64>().ok().filter(|f| f.is_finite()).map(Num::Float))
         }
         Scalar::Null => None,
     }
 }
 
-fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
+fn cmp_num(a: Num<'_>, b: Num<'_>) -> Option<Ordering> {
     match (a, b) {
         (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
-        (Num::Int(x), Num::Float(y)) => (x as f64).partial_cmp(&y),
-        (Num::Float(x), Num::Int(y)) => x.partial_cmp(&(y as f64)),
+        (Num::Dec(x), Num::Dec(y)) => Some(x.cmp(&y)),
+        (Num::Dec(x), Num::Int(y)) => Some(x.cmp(&Decimal::parse(&y.to_string())?)),
+        (Num::Int(x), Num::Dec(y)) => Some(Decimal::parse(&x.to_string())?.cmp(&y)),
+        // A float reads as its shortest round-trip decimal form (a literal:
+        // the decimal it was written as, like a MySQL decimal literal).
+        (Num::Dec(x), Num::Float(y)) => Some(x.cmp(&Decimal::parse(&float_text(y)?)?)),
+        (Num::Float(x), Num::Dec(y)) => Some(Decimal::parse(&float_text(x)?)?.cmp(&y)),
+        (Num::Int(x), Num::Float(y)) => Some(Decimal::parse(&x.to_string())?.cmp(&Decimal::parse(&float_text(y)?)?)),
+        (Num::Float(x), Num::Int(y)) => Some(Decimal::parse(&float_text(x)?)?.cmp(&Decimal::parse(&y.to_string())?)),
         (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y),
+    }
+}
+
+/// A finite float as plain decimal text (`Display` never uses exponents).
+fn float_text(f: f64) -> Option<String> {
+    f.is_finite().then(|| f.to_string())
+}
+
+/// `[+-]digits[.digits]`, normalised for exact comparison: no leading
+/// zeros in the integer part, no trailing zeros in the fraction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decimal<'a> {
+    negative: bool,
+    int: &'a str,
+    frac: &'a str,
+}
+
+impl<'a> Decimal<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        let (negative, unsigned) = match text.as_bytes().first()? {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+            return None;
+        }
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        // -0 and 0 are one number.
+        let negative = negative && !(int.is_empty() && frac.is_empty());
+        Some(Self { negative, int, frac })
+    }
+
+    fn cmp_magnitude(&self, other: &Self) -> Ordering {
+        self.int
+            .len()
+            .cmp(&other.int.len())
+            .then_with(|| self.int.cmp(other.int))
+            .then_with(|| self.frac.cmp(other.frac))
+    }
+}
+
+impl Ord for Decimal<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+        }
+    }
+}
+
+impl PartialOrd for Decimal<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 

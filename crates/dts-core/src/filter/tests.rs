@@ -204,3 +204,55 @@ proptest! {
         }
     }
 }
+
+/// DECIMAL values (text) compare exactly with integer and decimal literals,
+/// as MySQL compares them, even where a binary float would round.
+#[test]
+fn decimals_compare_exactly() {
+    let r = row(&[
+        ("amount", text("99.99999999999999999")),
+        ("neg", text("-0.10")),
+        ("big", text("12345678901234567890.5")),
+    ]);
+    let cases = [
+        ("amount >= 100", false),
+        ("amount < 100", true),
+        ("amount = 100.0", false),
+        ("amount > 99.9999999", true),
+        ("neg = -0.1", true),
+        ("neg < 0", true),
+        ("neg > -1", true),
+        ("neg BETWEEN -0.1 AND 0", true),
+        ("big > 12345678901234567890", true),
+        ("big < 12345678901234567891", true),
+        ("amount IN (100, 99.9)", false),
+        ("big > 1.5", true),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(check(expr, &r), want, "{expr}");
+    }
+}
+
+fn decimal_text() -> impl Strategy<Value = (String, i128, u32)> {
+    // (text, scaled integer, scale): 123.45 is (12345, 2).
+    (-1_000_000_000i128..1_000_000_000, 0u32..6).prop_map(|(v, scale)| {
+        let p = 10i128.pow(scale);
+        let sign = if v < 0 { "-" } else { "" };
+        let (i, f) = (v.abs() / p, v.abs() % p);
+        let text =
+            if scale == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f:0width$}", width = scale as usize) };
+        (text, v, scale)
+    })
+}
+
+proptest! {
+    // Exact decimal order agrees with integer arithmetic on scaled values.
+    #[test]
+    fn decimal_order_is_exact((a, av, asc) in decimal_text(), (b, bv, bsc) in decimal_text()) {
+        let (x, y) = (av * 10i128.pow(6 - asc), bv * 10i128.pow(6 - bsc));
+        let r = Row([("a", Scalar::Text(Cow::Owned(a.clone()))), ("b", Scalar::Text(Cow::Owned(b.clone())))]
+            .into_iter().collect());
+        prop_assert_eq!(check(&format!("a < {b}"), &r), x < y, "{} < {}", a, b);
+        prop_assert_eq!(check(&format!("a = {b}"), &r), x == y, "{} = {}", a, b);
+    }
+}
