@@ -363,6 +363,18 @@ impl TaskSpec {
                     format!("must be `column` or `db.table.column`, got {col:?}"),
                 );
             }
+            // Keys would carry the values the task was told to drop.
+            let column = parts[parts.len() - 1];
+            if k.partition_mode == Some(PartitionMode::Column) && k.partition_columns.iter().any(|p| p == column) {
+                return bad(
+                    ErrorCode::InvalidExcludeColumns,
+                    &format!("task.kafka.exclude_columns[{i}]"),
+                    format!(
+                        "{col:?} is also in partition_columns, so message keys would carry its excluded values: \
+                         remove it from one of the two"
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -1,12 +1,15 @@
 //! Topic, message key and partition of a change.
 //!
 //! - Topic: `topic_mode` 1 gives `{db}_{table}`, 0 gives `{db}`, absent the
-//!   fixed `topic`. Characters Kafka does not allow in topic names become `_`.
+//!   fixed `topic`. Names are escaped reversibly ([`escape_name`]), so no two
+//!   databases or tables share a topic by accident.
 //! - Key: `table` mode keys by `db.table`; `primary_key` by the key's values;
 //!   `column` by `partition_columns`' values, falling back (per table) to
 //!   `producer_partition_by_fallback` when the table lacks one of them.
-//!   Tables without a primary key fall back to `table`. One value keys as its
-//!   text, several as a JSON array of their values.
+//!   Tables without a primary key fall back to `table`, and so do tables
+//!   whose key includes a column of `exclude_columns`: a key never carries
+//!   an excluded value. One value keys as its text, several as a JSON array
+//!   of their values.
 //! - Partition: Kafka's murmur2 of the key, so consumers can compute it and
 //!   every change of one key stays in order on one partition. DDL is keyed
 //!   by `db.table`, so it shares the table's partition in `table` mode.
@@ -37,6 +40,8 @@ enum KeyRule {
 pub struct Router {
     topic: TopicRule,
     key: KeyRule,
+    /// `exclude_columns`: (table as `db.table`, or `None` for every table; column).
+    excludes: Vec<(Option<String>, String)>,
 }
 
 /// Where a message goes.
@@ -67,17 +72,44 @@ impl Router {
                 fallback: kafka.producer_partition_by_fallback.unwrap_or(PartitionFallback::Table),
             },
         };
-        Self { topic, key }
+        let excludes = kafka
+            .exclude_columns
+            .iter()
+            .map(|e| match e.rsplit_once('.') {
+                Some((table, column)) => (Some(table.to_owned()), column.to_owned()),
+                None => (None, e.clone()),
+            })
+            .collect();
+        Self { topic, key, excludes }
+    }
+
+    /// Whether `exclude_columns` drops `column` of this table.
+    fn excluded(&self, schema: &TableSchema, column: &str) -> bool {
+        self.excludes.iter().any(|(table, c)| {
+            c == column
+                && table.as_deref().is_none_or(|t| {
+                    t.strip_prefix(schema.db.as_str()).and_then(|r| r.strip_prefix('.')) == Some(schema.table.as_str())
+                })
+        })
+    }
+
+    /// The primary-key key, or the table key when the primary key would
+    /// carry an excluded value.
+    fn pk_key(&self, schema: &TableSchema, row: &Row) -> Vec<u8> {
+        if !self.excludes.is_empty() && schema.primary_key.iter().any(|&i| self.excluded(schema, &schema.columns[i])) {
+            return table_key(&schema.db, &schema.table);
+        }
+        pk_key(schema, row)
     }
 
     pub fn topic<'a>(&'a self, db: &str, table: Option<&str>) -> Cow<'a, str> {
         match &self.topic {
             TopicRule::Fixed(t) => Cow::Borrowed(t),
-            TopicRule::PerDatabase => Cow::Owned(sanitize(db)),
+            TopicRule::PerDatabase => Cow::Owned(fit(escape_name(db))),
             TopicRule::PerTable => match table {
-                Some(table) => Cow::Owned(sanitize(&format!("{db}_{table}"))),
+                Some(table) => Cow::Owned(fit(format!("{}_{}", escape_name(db), escape_name(table)))),
                 // A DDL naming no table (e.g. CREATE DATABASE) goes to the database's name.
-                None => Cow::Owned(sanitize(db)),
+                None => Cow::Owned(fit(escape_name(db))),
             },
         }
     }
@@ -100,12 +132,13 @@ impl Router {
         };
         match &self.key {
             KeyRule::Table => table_key(&schema.db, &schema.table),
-            KeyRule::PrimaryKey => pk_key(schema, row),
+            KeyRule::PrimaryKey => self.pk_key(schema, row),
             KeyRule::Columns { columns, fallback } => {
                 let idx: Option<Vec<usize>> = columns.iter().map(|c| schema.column_index(c)).collect();
                 match (idx, fallback) {
+                    // Submit refuses partition columns that are excluded.
                     (Some(idx), _) => values_key(row, &idx),
-                    (None, PartitionFallback::PrimaryKey) => pk_key(schema, row),
+                    (None, PartitionFallback::PrimaryKey) => self.pk_key(schema, row),
                     (None, PartitionFallback::Table) => table_key(&schema.db, &schema.table),
                 }
             }
@@ -135,12 +168,59 @@ fn values_key(row: &Row, idx: &[usize]) -> Vec<u8> {
     }
 }
 
-/// Kafka topic names hold `[a-zA-Z0-9._-]`, at most 249 characters.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
-        .take(249)
-        .collect()
+/// A database or table name as a topic name part: Kafka topic names hold
+/// `[a-zA-Z0-9._-]`, so every other character (and `.` itself) becomes its
+/// UTF-8 bytes as `.XX` (`学生` is `.E5.AD.A6.E7.94.9F`, `a.b` is `a.2Eb`).
+/// [`unescape_name`] reverses it.
+pub fn escape_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!(".{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The name [`escape_name`] escaped; `None` for text it cannot produce.
+pub fn unescape_name(escaped: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'.' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Kafka's 249-character limit: a longer name keeps its first 232
+/// characters (never half an escape) and ends in `-` and 16 hex digits of
+/// its SHA-256, so distinct long names stay distinct.
+fn fit(name: String) -> String {
+    const MAX: usize = 249;
+    if name.len() <= MAX {
+        return name;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let mut cut = MAX - 17;
+    // An escape is `.XX`: do not end inside one.
+    if let Some(dot) = name[..cut].rfind('.').filter(|&d| d + 3 > cut) {
+        cut = dot;
+    }
+    format!("{}-{hash}", &name[..cut])
 }
 
 #[cfg(test)]

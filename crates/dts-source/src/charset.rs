@@ -5,6 +5,9 @@
 //! each charset here with `encoding_rs` (the WHATWG decoders browsers use)
 //! makes a streamed row read exactly as the snapshot reads it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
 use encoding_rs::Encoding;
 
 /// How one MySQL/MariaDB charset decodes.
@@ -20,8 +23,9 @@ pub enum Decoding {
 }
 
 /// The decoder for a charset name as `information_schema` and the binlog's
-/// collation ids name it; `None` for charsets no decoder here knows (dec8,
-/// hp8, swe7, armscii8, keybcs2, macce, cp850, cp852, geostd8).
+/// collation ids name it; `None` for charsets encoding_rs lacks (dec8, hp8,
+/// swe7, armscii8, keybcs2, macce, cp850, cp852, geostd8): those are all
+/// single-byte, and [`learn`] takes their table from the server itself.
 pub fn decoder(charset: &str) -> Option<Decoding> {
     use encoding_rs::*;
     let whatwg = |e| Some(Decoding::Whatwg(e));
@@ -59,10 +63,43 @@ pub fn decoder(charset: &str) -> Option<Decoding> {
     }
 }
 
+/// Single-byte tables read from the server, by charset name.
+type Learned = RwLock<HashMap<String, Arc<[char; 256]>>>;
+
+fn learned() -> &'static Learned {
+    static LEARNED: OnceLock<Learned> = OnceLock::new();
+    LEARNED.get_or_init(Learned::default)
+}
+
+/// Whether `charset` decodes here without asking the server.
+pub fn is_known(charset: &str) -> bool {
+    decoder(charset).is_some() || learned().read().is_ok_and(|l| l.contains_key(charset))
+}
+
+/// Records a single-byte charset's table: `text` is what the server makes
+/// of the bytes 0x00..=0xFF in that charset, converted to UTF-8 (one
+/// character per byte). Anything else is refused and the charset stays
+/// unknown.
+pub fn learn(charset: &str, text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let Ok(table) = <[char; 256]>::try_from(chars) else { return false };
+    if let Ok(mut l) = learned().write() {
+        l.insert(charset.to_owned(), Arc::new(table));
+    }
+    true
+}
+
 /// Decodes text of `charset` (UTF-8 when unknown); malformed sequences
 /// become U+FFFD, as no valid column value contains them.
 pub fn decode(bytes: &[u8], charset: Option<&str>) -> String {
-    match charset.and_then(decoder).unwrap_or(Decoding::Utf8) {
+    let Some(decoding) = charset.and_then(decoder) else {
+        let table = charset.and_then(|c| learned().read().ok()?.get(c).cloned());
+        return match table {
+            Some(t) => bytes.iter().map(|&b| t[usize::from(b)]).collect(),
+            None => String::from_utf8_lossy(bytes).into_owned(),
+        };
+    };
+    match decoding {
         Decoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
         Decoding::Whatwg(e) => e.decode_without_bom_handling(bytes).0.into_owned(),
         Decoding::IsoC1(e) => {
@@ -127,6 +164,17 @@ mod tests {
         for (charset, bytes, text) in cases {
             assert_eq!(decode(bytes, Some(charset)), *text, "{charset}");
         }
+    }
+
+    #[test]
+    fn learned_single_byte_tables_decode() {
+        let mut text: String = (0u8..=255).map(char::from).collect();
+        text.replace_range(0x5b..0x5c, "Ä");
+        assert!(learn("swe7-test", &text));
+        assert!(is_known("swe7-test"));
+        assert_eq!(decode(b"[ab", Some("swe7-test")), "Äab");
+        assert!(!learn("short", "abc"), "a table must have 256 characters");
+        assert!(!is_known("short"));
     }
 
     #[test]

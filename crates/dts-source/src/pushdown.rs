@@ -60,8 +60,12 @@ fn is_text(kind: Option<ColumnKind>) -> bool {
     matches!(kind, Some(ColumnKind::Text | ColumnKind::Enum))
 }
 
-fn number(op: &Operand) -> Option<String> {
+/// A numeric literal as SQL for a column of `kind`.
+fn number(op: &Operand, kind: Option<ColumnKind>) -> Option<String> {
     match op {
+        // MySQL compares a DOUBLE with an integer as doubles: past 2^53 the
+        // integer rounds, where dts compares exactly.
+        Operand::Int(v) if kind == Some(ColumnKind::Double) && v.unsigned_abs() > 1 << 53 => None,
         Operand::Int(v) => Some(v.to_string()),
         // `Display` writes plain decimal digits (no exponent, which MySQL
         // would read as a DOUBLE); past 65 digits MySQL reads DOUBLE too.
@@ -131,7 +135,7 @@ fn push(expr: &Expr, t: &TableInfo) -> Option<Pushed> {
             };
             let k = kind(t, name);
             if is_numeric(k) {
-                number(lit).map(|n| Pushed::Exact(format!("{} {} {n}", column(name), cmp_sql(op))))
+                number(lit, k).map(|n| Pushed::Exact(format!("{} {} {n}", column(name), cmp_sql(op))))
             } else if is_text(k) && op == CmpOp::Eq {
                 string(lit).map(|s| Pushed::Superset(format!("{} = {s}", column(name))))
             } else {
@@ -142,7 +146,7 @@ fn push(expr: &Expr, t: &TableInfo) -> Option<Pushed> {
             let k = kind(t, name);
             let not = if *negated { "NOT " } else { "" };
             if is_numeric(k) {
-                let items = list.iter().map(number).collect::<Option<Vec<_>>>()?;
+                let items = list.iter().map(|l| number(l, k)).collect::<Option<Vec<_>>>()?;
                 Some(Pushed::Exact(format!("{} {not}IN ({})", column(name), items.join(", "))))
             } else if is_text(k) && !negated {
                 let items = list.iter().map(string).collect::<Option<Vec<_>>>()?;
@@ -160,7 +164,8 @@ fn push(expr: &Expr, t: &TableInfo) -> Option<Pushed> {
             string(&Operand::Str(pattern.clone())).map(|s| Pushed::Superset(format!("{} LIKE {s}", column(name))))
         }
         Expr::Between { operand: Operand::Column(name), low, high, negated } if is_numeric(kind(t, name)) => {
-            let (lo, hi) = (number(low)?, number(high)?);
+            let k = kind(t, name);
+            let (lo, hi) = (number(low, k)?, number(high, k)?);
             let not = if *negated { "NOT " } else { "" };
             Some(Pushed::Exact(format!("{} {not}BETWEEN {lo} AND {hi}", column(name))))
         }

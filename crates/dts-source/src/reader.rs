@@ -220,7 +220,10 @@ async fn send_rows(
 ) -> Result<bool, SourceError> {
     let (db, table) = (tme.database_name(), tme.table_name());
     let info = match schemas.resolve(&db, &table, &binlog_shape(tme)).await? {
-        Resolved::Known(info) => info,
+        Resolved::Known(info) => {
+            schemas.learn_charsets(&info).await?;
+            info
+        }
         Resolved::Positional(_) if select.needs_column_names(&db, &table) => {
             return Err(SourceError::Definite(format!(
                 "rows of {db}.{table} at {}:{} were written with columns dts cannot name (the table changed or was \
@@ -231,6 +234,7 @@ async fn send_rows(
             )));
         }
         Resolved::Positional(info) => {
+            schemas.learn_charsets(&info).await?;
             let n = rows.rows(tme).count() as u64;
             let total = schemas.note_positional(n);
             tracing::warn!(
@@ -274,6 +278,7 @@ async fn send_rows(
 /// level adds (MINIMAL: signedness, charsets; FULL: also names, ENUM/SET
 /// labels and the primary key).
 pub fn binlog_shape(tme: &TableMapEvent<'_>) -> BinlogShape {
+    use mysql_async::consts::ColumnType;
     use mysql_async::consts::ColumnType::*;
     let count = tme.columns_count() as usize;
     let mut columns: Vec<BinlogColumn> = (0..count)
@@ -297,17 +302,21 @@ pub fn binlog_shape(tme: &TableMapEvent<'_>) -> BinlogShape {
     let Ok(meta) = OptionalMetaExtractor::new(tme.iter_optional_meta()) else {
         return BinlogShape { columns, primary_key: None };
     };
-    // Signedness covers numeric columns, charsets character columns, in order.
-    let numeric: Vec<usize> = (0..count)
-        .filter(|&i| {
-            matches!(columns[i].kind, ColumnKind::Int(_) | ColumnKind::Float | ColumnKind::Double | ColumnKind::Decimal)
-        })
-        .collect();
-    for (&i, unsigned) in numeric.iter().zip(meta.iter_signedness()) {
+    // Signedness covers the numeric columns (YEAR included) and charsets
+    // the character ones (CHAR, VARCHAR, BLOB and TEXT, not ENUM or SET),
+    // in order, by the table map's own column types.
+    let raw: Vec<Option<ColumnType>> = (0..count).map(|i| tme.get_column_type(i).ok().flatten()).collect();
+    let numeric = (0..count).filter(|&i| raw[i].is_some_and(|t| t.is_numeric_type()));
+    for (i, unsigned) in numeric.zip(meta.iter_signedness()) {
         columns[i].unsigned = Some(unsigned);
     }
-    let character: Vec<usize> = (0..count).filter(|&i| columns[i].kind == ColumnKind::Text).collect();
-    for (&i, charset) in character.iter().zip(meta.iter_charset()) {
+    let character: Vec<usize> = (0..count)
+        .filter(|&i| {
+            raw[i].is_some_and(|t| t.is_character_type())
+                && !matches!(columns[i].kind, ColumnKind::Enum | ColumnKind::Set)
+        })
+        .collect();
+    for (i, charset) in character.into_iter().zip(meta.iter_charset()) {
         let Ok(id) = charset else { break };
         let collation = mysql_common::collations::CollationId::from(id);
         if collation == mysql_common::collations::CollationId::UNKNOWN_COLLATION_ID {

@@ -260,6 +260,8 @@ pub struct SchemaCache {
     catalogue: HashMap<(String, String), Option<Arc<TableInfo>>>,
     positional: HashMap<(String, String), Arc<TableInfo>>,
     positional_rows: u64,
+    /// Charsets whose table was asked of the server (see [`crate::charset::learn`]).
+    charsets_asked: std::collections::HashSet<String>,
     mariadb: bool,
 }
 
@@ -274,7 +276,38 @@ impl std::fmt::Debug for SchemaCache {
 
 impl SchemaCache {
     pub fn new(conn: mysql_async::Conn, mariadb: bool, history: SchemaHistory) -> Self {
-        Self { conn, history, catalogue: HashMap::new(), positional: HashMap::new(), positional_rows: 0, mariadb }
+        Self {
+            conn,
+            history,
+            catalogue: HashMap::new(),
+            positional: HashMap::new(),
+            positional_rows: 0,
+            charsets_asked: Default::default(),
+            mariadb,
+        }
+    }
+
+    /// Makes sure every column's charset decodes: a single-byte charset
+    /// encoding_rs lacks gets its table from the server, once per process.
+    pub async fn learn_charsets(&mut self, table: &TableInfo) -> Result<(), SourceError> {
+        for cs in table.columns.iter().filter_map(|c| c.charset.as_deref()) {
+            if cs == "binary" || crate::charset::is_known(cs) || self.charsets_asked.contains(cs) {
+                continue;
+            }
+            self.charsets_asked.insert(cs.to_owned());
+            // A charset name is an identifier, not a bindable value.
+            if !cs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                continue;
+            }
+            let all_bytes: String = (0u8..=255).map(|b| format!("{b:02X}")).collect();
+            let sql = format!("SELECT CONVERT(UNHEX('{all_bytes}') USING {cs})");
+            let bytes: Option<Vec<u8>> = self.conn.query_first(sql).await.map_err(SourceError::from_mysql)?;
+            let text = bytes.and_then(|b| String::from_utf8(b).ok());
+            if !text.is_some_and(|t| crate::charset::learn(cs, &t)) {
+                tracing::warn!(charset = cs, "no decoding table for this charset: its text is read as UTF-8");
+            }
+        }
+        Ok(())
     }
 
     /// Counts rows sent with positional names; returns the total so far.

@@ -168,6 +168,15 @@ fn semantic_errors_have_specific_codes() {
             ErrorCode::InvalidExcludeColumns,
             "task.kafka.exclude_columns[0]",
         ),
+        (
+            with_task(|t| {
+                t["kafka"]["partition_mode"] = "column".into();
+                t["kafka"]["partition_columns"] = serde_json::json!(["uid", "ssn"]);
+                t["kafka"]["exclude_columns"] = serde_json::json!(["name", "db.users.ssn"]);
+            }),
+            ErrorCode::InvalidExcludeColumns,
+            "task.kafka.exclude_columns[1]",
+        ),
     ];
     for (body, code, field) in cases {
         let e = parse(&body).unwrap_err();

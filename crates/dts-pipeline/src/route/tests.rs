@@ -5,7 +5,7 @@ use std::sync::Arc;
 use dts_core::event::{Change, DdlChange, Op, Row, RowChange, SourcePosition, TableSchema, Value};
 use dts_core::spec::{KafkaSpec, PartitionFallback, PartitionMode, TopicMode};
 
-use super::Router;
+use super::{escape_name, unescape_name, Router};
 use crate::murmur2::partition_for;
 
 fn kafka(
@@ -45,7 +45,53 @@ fn topics_follow_topic_mode() {
     assert_eq!(Router::new(&kafka(Some(TopicMode::PerDatabase), None, &[], None)).route(&c).topic, "shop");
     assert_eq!(Router::new(&kafka(Some(TopicMode::PerTable), None, &[], None)).route(&c).topic, "shop_orders");
     let odd = row("my$db", "tbl ü", &[0], Op::Insert);
-    assert_eq!(Router::new(&kafka(Some(TopicMode::PerTable), None, &[], None)).route(&odd).topic, "my_db_tbl__");
+    assert_eq!(
+        Router::new(&kafka(Some(TopicMode::PerTable), None, &[], None)).route(&odd).topic,
+        "my.24db_tbl.20.C3.BC"
+    );
+}
+
+#[test]
+fn names_outside_topic_characters_escape_reversibly() {
+    let per_db = Router::new(&kafka(Some(TopicMode::PerDatabase), None, &[], None));
+    let (a, b) = (row("学生", "t", &[0], Op::Insert), row("老师", "t", &[0], Op::Insert));
+    assert_eq!(per_db.route(&a).topic, ".E5.AD.A6.E7.94.9F");
+    assert_ne!(per_db.route(&a).topic, per_db.route(&b).topic);
+    assert_eq!(unescape_name(".E5.AD.A6.E7.94.9F").as_deref(), Some("学生"));
+    assert_eq!(escape_name("a.b"), "a.2Eb", "the escape character escapes too");
+    assert_eq!(unescape_name(".ZZ"), None);
+    assert_eq!(unescape_name("a."), None);
+    // Too long for Kafka: cut, with a hash that keeps long names apart.
+    let per_table = Router::new(&kafka(Some(TopicMode::PerTable), None, &[], None));
+    let long = |t: &str| per_table.route(&row(&"库".repeat(64), t, &[0], Op::Insert)).topic.into_owned();
+    let (x, y) = (long("表一"), long("表二"));
+    assert!(x.len() <= 249 && y.len() <= 249, "{x}");
+    assert_ne!(x, y);
+    assert!(x.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{x}");
+}
+
+#[test]
+fn keys_never_carry_an_excluded_column() {
+    let key = |excl: &[&str], mode, cols: &[&str], fb| {
+        let mut k = kafka(None, Some(mode), cols, fb);
+        k.exclude_columns = excl.iter().map(|s| (*s).to_owned()).collect();
+        String::from_utf8(Router::new(&k).route(&row("shop", "orders", &[0, 1], Op::Insert)).key).unwrap()
+    };
+    assert_eq!(key(&["region"], PartitionMode::PrimaryKey, &[], None), "shop.orders");
+    assert_eq!(key(&["shop.orders.id"], PartitionMode::PrimaryKey, &[], None), "shop.orders");
+    assert_eq!(key(&["other.orders.id"], PartitionMode::PrimaryKey, &[], None), r#"[7,"eu"]"#);
+    assert_eq!(key(&["uid"], PartitionMode::PrimaryKey, &[], None), r#"[7,"eu"]"#);
+    let fb = Some(PartitionFallback::PrimaryKey);
+    assert_eq!(key(&["id"], PartitionMode::Column, &["tenant"], fb), "shop.orders");
+}
+
+proptest::proptest! {
+    #[test]
+    fn escaping_round_trips_and_is_a_valid_topic(name in "\\PC{0,40}") {
+        let e = escape_name(&name);
+        proptest::prop_assert!(e.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        proptest::prop_assert_eq!(unescape_name(&e), Some(name));
+    }
 }
 
 #[test]
