@@ -99,7 +99,12 @@ pub async fn stream(
     tracing::info!(from = %start.display(), server_id = cfg.server_id, "binlog stream started");
 
     loop {
-        let next = tokio::time::timeout(cfg.idle_timeout, binlog.next()).await;
+        // The pipeline dropping its receiver is the reader's shutdown signal.
+        let next = tokio::select! {
+            biased;
+            () = tx.closed() => return Ok(()),
+            next = tokio::time::timeout(cfg.idle_timeout, binlog.next()) => next,
+        };
         let event = match next {
             Err(_) => {
                 return Err(SourceError::Transient(format!(

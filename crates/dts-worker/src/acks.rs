@@ -2,16 +2,16 @@
 //! published only after every message produced before its commit (its own
 //! and every earlier transaction's) is acknowledged by Kafka.
 
-use dts_kafka::Ack;
 use dts_source::Checkpoint;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::RunError;
+use crate::seams::Acknowledgement;
 
 /// What the pipeline hands the tracker, in source order.
 #[derive(Debug)]
-pub enum InFlight {
-    Message(Ack),
+pub enum InFlight<A> {
+    Message(A),
     Commit { checkpoint: Checkpoint, ts_ms: i64 },
 }
 
@@ -25,8 +25,8 @@ pub struct Delivered {
 
 /// Runs until the pipeline closes its sender (after which everything sent
 /// has been acknowledged) or a message fails.
-pub async fn track(
-    mut rx: mpsc::Receiver<InFlight>,
+pub async fn track<A: Acknowledgement>(
+    mut rx: mpsc::Receiver<InFlight<A>>,
     delivered: watch::Sender<Option<Delivered>>,
 ) -> Result<(), RunError> {
     while let Some(item) = rx.recv().await {

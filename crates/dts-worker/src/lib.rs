@@ -7,6 +7,7 @@
 //!   changes (alter, stop, start), stops them when a task is deleted or
 //!   reassigned.
 //! - [`runner`]: one task's pipeline, retries and final state.
+//! - [`seams`]: the runner's source, sink and reporter, real or fake.
 //! - [`port`]: where tasks come from and where runners report: the store
 //!   (`dts standalone`) or the control plane over HTTP (`dts worker`).
 //! - [`client`]: the HTTP client of the control plane's internal API.
@@ -21,10 +22,13 @@ pub mod client;
 pub mod error;
 pub mod port;
 pub mod runner;
+pub mod seams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use dts_core::wire::Heartbeat;
 use dts_core::{DesiredState, TaskState};
@@ -95,7 +99,7 @@ impl WorkerConfig {
 pub struct LeaseClock(Arc<std::sync::Mutex<Option<Instant>>>);
 
 impl LeaseClock {
-    fn renew(&self, until: Instant) {
+    pub fn renew(&self, until: Instant) {
         if let Ok(mut d) = self.0.lock() {
             *d = Some(until);
         }

@@ -2,29 +2,28 @@
 //! checkpoint; retry transient errors from the last delivered position with
 //! backoff; fail on definite ones; stop cleanly when asked.
 
-use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use dts_core::event::Change;
 use dts_core::TaskState;
-use dts_kafka::{KafkaSink, SinkConfig};
 use dts_pipeline::filter::TaskFilter;
 use dts_pipeline::limit::RowLimiter;
 use dts_pipeline::route::Router;
 use dts_pipeline::shape::Shaper;
-use dts_source::position::SnapshotProgress;
-use dts_source::reader::{stream, Selection, SourceItem};
-use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
+use dts_source::reader::SourceItem;
+use dts_source::{Checkpoint, SourceError};
 use dts_store::now_ms;
 use dts_store::tasks::Progress;
-
-use crate::port::{Port, TaskAssignment};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::acks::{track, Delivered, InFlight};
 use crate::error::RunError;
+use crate::port::{Port, TaskAssignment};
+use crate::seams::{Endpoints, Live, Opened, Reporter, Sink};
 use crate::{LeaseClock, WorkerConfig};
 
 /// Why a runner is asked to end.
@@ -70,15 +69,28 @@ impl TaskHandle {
     }
 }
 
+/// Starts a runner on the real source and sink.
 pub fn spawn(port: Port, task: TaskAssignment, cfg: Arc<WorkerConfig>, lease: LeaseClock) -> TaskHandle {
+    spawn_with(Arc::new(Live::new(cfg.clone())), port, task, cfg, lease)
+}
+
+/// Starts a runner on the given seams.
+pub fn spawn_with<E: Endpoints, R: Reporter>(
+    endpoints: Arc<E>,
+    port: R,
+    task: TaskAssignment,
+    cfg: Arc<WorkerConfig>,
+    lease: LeaseClock,
+) -> TaskHandle {
     let (stop, stop_rx) = watch::channel(StopReason::Running);
     let (version, epoch) = (task.version, task.epoch);
-    let join = tokio::spawn(run_task(port, task, cfg, lease, stop_rx));
+    let join = tokio::spawn(run_task(endpoints, port, task, cfg, lease, stop_rx));
     TaskHandle { version, epoch, stop, join }
 }
 
-async fn run_task(
-    port: Port,
+async fn run_task<E: Endpoints, R: Reporter>(
+    endpoints: Arc<E>,
+    port: R,
     task: TaskAssignment,
     cfg: Arc<WorkerConfig>,
     lease: LeaseClock,
@@ -100,7 +112,23 @@ async fn run_task(
         if requested != StopReason::Running {
             return finish(&port, &task, requested).await;
         }
-        match run_once(&port, &task, &cfg, &lease, &mut resume, &mut stop).await {
+        // A panic in a run is a bug, but must not end the task silently: it
+        // is logged, reported and retried like a transient error.
+        let before = resume.clone();
+        let run = run_once(endpoints.as_ref(), &port, &task, &cfg, &lease, &mut resume, &mut stop);
+        let result = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(task = id, panic = %what, "the task's runner panicked");
+                Err(RunError::Transient(format!("the runner panicked ({what})")))
+            }
+        };
+        match result {
             Ok(()) => {
                 let reason = *stop.borrow();
                 return finish(&port, &task, reason).await;
@@ -114,6 +142,11 @@ async fn run_task(
             Err(RunError::Transient(message)) => {
                 if *stop.borrow() != StopReason::Running {
                     continue;
+                }
+                // A run that delivered something was healthy: its failure
+                // starts a fresh backoff.
+                if resume != before {
+                    backoff = cfg.retry_min;
                 }
                 tracing::warn!(task = id, %message, retry_in = ?backoff, "task interrupted; retrying from its checkpoint");
                 let note = format!("retrying after: {message}");
@@ -131,7 +164,7 @@ async fn run_task(
 }
 
 /// Records the state a run ends in.
-async fn finish(port: &Port, task: &TaskAssignment, reason: StopReason) {
+async fn finish<R: Reporter>(port: &R, task: &TaskAssignment, reason: StopReason) {
     let final_state = match reason {
         StopReason::Stop => Some((TaskState::Stopped, "")),
         StopReason::Shutdown => Some((TaskState::Pending, "the worker stopped; the task resumes when it starts")),
@@ -143,51 +176,18 @@ async fn finish(port: &Port, task: &TaskAssignment, reason: StopReason) {
     tracing::info!(task = task.id, ?reason, "task ended");
 }
 
-/// The task's filters as the source's table selection.
-struct FilterSelection {
-    filter: TaskFilter,
-    /// `exclude_columns` entries: `column` or `db.table.column`.
-    excludes: Vec<String>,
-    partition_by_column: bool,
-}
-
-impl FilterSelection {
-    fn new(filter: TaskFilter, kafka: &dts_core::spec::KafkaSpec) -> Self {
-        let partition_by_column = kafka.partition_mode == Some(dts_core::spec::PartitionMode::Column);
-        Self { filter, excludes: kafka.exclude_columns.clone(), partition_by_column }
-    }
-}
-
-impl Selection for FilterSelection {
-    fn table(&self, db: &str, table: &str) -> bool {
-        self.filter.selects_table(db, table)
-    }
-    fn database(&self, db: &str) -> bool {
-        self.filter.selects_database(db)
-    }
-    fn row_filters(&self, db: &str, table: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
-        self.filter.row_filters_for(db, table).into_iter().map(|f| f.cloned()).collect()
-    }
-    fn needs_column_names(&self, db: &str, table: &str) -> bool {
-        let qualified = format!("{db}.{table}.");
-        self.partition_by_column
-            || self.filter.row_filters_for(db, table).iter().any(Option::is_some)
-            || self.excludes.iter().any(|e| !e.contains('.') || e.starts_with(&qualified))
-    }
-}
-
 /// The stages between source and sink, built from the task's spec.
-struct Stages {
+struct Stages<S> {
     lease: LeaseClock,
     filter: TaskFilter,
     shaper: Shaper,
     router: Router,
     limiter: RowLimiter,
-    sink: KafkaSink,
+    sink: S,
 }
 
-impl Stages {
-    async fn deliver(&self, change: &Change, inflight: &mpsc::Sender<InFlight>) -> Result<(), RunError> {
+impl<S: Sink> Stages<S> {
+    async fn deliver(&self, change: &Change, inflight: &mpsc::Sender<InFlight<S::Ack>>) -> Result<(), RunError> {
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
@@ -226,8 +226,9 @@ fn progress(state: TaskState, cp: &Checkpoint, ts_ms: Option<i64>) -> Result<Pro
 }
 
 /// One connected run, until stopped (`Ok`) or an error.
-async fn run_once(
-    port: &Port,
+async fn run_once<E: Endpoints, R: Reporter>(
+    endpoints: &E,
+    port: &R,
     task: &TaskAssignment,
     cfg: &WorkerConfig,
     lease: &LeaseClock,
@@ -236,75 +237,23 @@ async fn run_once(
 ) -> Result<(), RunError> {
     let spec = &task.spec;
     let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
-    let dbs: Vec<String> = spec.filters.iter().map(|f| f.dbname.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let source = SourceConfig {
-        host: spec.source.host.clone(),
-        port: spec.source.port,
-        user: spec.source.username.clone(),
-        password: task.password.clone(),
-        server_id: cfg.server_id_base.wrapping_add(task.id as u32),
-        idle_timeout: cfg.source_idle_timeout,
-        connect_timeout: Duration::from_secs(10),
-    };
-    let selection: Arc<dyn Selection> = Arc::new(FilterSelection::new(filter.clone(), &spec.kafka));
-    let mut conn = source.connect().await?;
-    let info = server_info(&mut conn).await?;
-    checks::check_source(&mut conn, &info, &dbs).await?;
-    // Where the task starts, and whether it copies existing rows first.
-    let (start, snap) = match resume.clone() {
-        Some(cp) if cp.snapshot.is_some() => {
-            let snap = snapshot::begin(&source, &info).await?;
-            (cp, Some(snap))
-        }
-        Some(cp) => (cp, None),
-        // First start of an `incr: true` task: the source's current end.
-        None if spec.incr => (current_position(&mut conn, &info).await?, None),
-        // First start of an `incr: false` task: a snapshot, then its position.
-        None => {
-            let mut snap = snapshot::begin(&source, &info).await?;
-            let tables = snapshot::plan(&mut snap, &dbs, selection.as_ref()).await?;
-            let progress = SnapshotProgress { tables, rows_copied: 0 };
-            (Checkpoint { snapshot: Some(progress), ..snap.position.clone() }, Some(snap))
-        }
-    };
-    drop(conn);
-    let mut sink_cfg = SinkConfig::new(spec.kafka.addr.clone());
-    sink_cfg.topic_partitions = cfg.topic_partitions;
-    sink_cfg.replication_factor = cfg.replication_factor;
     let stages = Stages {
         lease: lease.clone(),
         shaper: Shaper::new(&spec.kafka),
         router: Router::new(&spec.kafka),
         limiter: RowLimiter::new(spec.rate_limit),
-        sink: KafkaSink::connect(sink_cfg)?,
-        filter: filter.clone(),
+        sink: endpoints.connect_sink(task)?,
+        filter,
     };
-    if !port.record_progress(task.id, task.epoch, &progress(phase(&start), &start, task.transaction_time)?).await? {
+    let (tx, mut rx) = mpsc::channel(cfg.channel_capacity);
+    let Opened { start, mut reader } = endpoints.open_source(task, resume.clone(), tx).await?;
+    let start_state = phase(&start);
+    if !port.record_progress(task.id, task.epoch, &progress(start_state, &start, task.transaction_time)?).await? {
         return Err(RunError::Fenced);
     }
     *resume = Some(start.clone());
     tracing::info!(task = task.id, from = %start.display(), "task running");
 
-    let (tx, mut rx) = mpsc::channel(cfg.channel_capacity);
-    let chunk_rows = cfg.snapshot_chunk_rows;
-    let start_state = phase(&start);
-    let mut reader = tokio::spawn(async move {
-        let from = match snap {
-            Some(snap) => match snapshot::copy(snap, &start, &source, &info, selection.clone(), chunk_rows, &tx).await?
-            {
-                Some(from) => {
-                    let done = SourceItem::Commit { checkpoint: from.clone(), ts_ms: now_ms() };
-                    if tx.send(done).await.is_err() {
-                        return Ok(());
-                    }
-                    from
-                }
-                None => return Ok(()),
-            },
-            None => start,
-        };
-        stream(&source, &info, &from, selection, tx).await
-    });
     let (inflight_tx, inflight_rx) = mpsc::channel(cfg.max_in_flight);
     let (delivered_tx, delivered_rx) = watch::channel(None::<Delivered>);
     let mut acker = tokio::spawn(track(inflight_rx, delivered_tx));
@@ -364,10 +313,14 @@ async fn run_once(
         }
     };
 
-    // Wind down: stop reading, let every sent message be acknowledged, and
-    // record the last fully delivered position.
-    reader.abort();
+    // Wind down: stop reading (dropping the receiver is the reader's signal),
+    // let every sent message be acknowledged, and record the last fully
+    // delivered position.
     drop(rx);
+    if !reader.is_finished() && tokio::time::timeout(cfg.drain_timeout, &mut reader).await.is_err() {
+        tracing::warn!(task = task.id, "the source reader did not stop in time; abandoning it");
+        reader.abort();
+    }
     drop(inflight_tx);
     if !acker.is_finished() {
         match tokio::time::timeout(cfg.drain_timeout, &mut acker).await {
@@ -386,3 +339,6 @@ async fn run_once(
     }
     outcome
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! The runner's seams: where a run's changes come from ([`Endpoints`]
+//! opens the source and the sink), where its messages go ([`Sink`]) and
+//! where it reports ([`Reporter`]). [`Live`] is the real MySQL/MariaDB and
+//! Kafka pair; the runner's unit tests drive it with fakes.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dts_core::TaskState;
+use dts_kafka::{Ack, KafkaSink, SinkConfig, SinkError};
+use dts_pipeline::filter::TaskFilter;
+use dts_source::position::SnapshotProgress;
+use dts_source::reader::{stream, Selection, SourceItem};
+use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
+use dts_store::now_ms;
+use dts_store::tasks::Progress;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::RunError;
+use crate::port::{Port, TaskAssignment};
+use crate::WorkerConfig;
+
+/// The broker's acknowledgement of one message.
+pub trait Acknowledgement: Send + 'static {
+    fn wait(self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// Where messages go.
+pub trait Sink: Send + Sync + 'static {
+    type Ack: Acknowledgement;
+    fn partitions(&self, topic: &str) -> impl Future<Output = Result<u32, SinkError>> + Send;
+    /// Enqueues a message; waits while the producer's buffer is full.
+    fn send(
+        &self,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        payload: &[u8],
+    ) -> impl Future<Output = Result<Self::Ack, SinkError>> + Send;
+}
+
+/// A run's source, opened: where the run starts, and the reader task
+/// sending from there. The reader ends when the receiver is dropped.
+#[derive(Debug)]
+pub struct Opened {
+    pub start: Checkpoint,
+    pub reader: JoinHandle<Result<(), SourceError>>,
+}
+
+/// Opens a run's source and sink.
+pub trait Endpoints: Send + Sync + 'static {
+    type Sink: Sink;
+    /// Connects to the source, checks it, decides where the run starts
+    /// (`resume`, or a first position) and starts reading into `tx`.
+    fn open_source(
+        &self,
+        task: &TaskAssignment,
+        resume: Option<Checkpoint>,
+        tx: mpsc::Sender<SourceItem>,
+    ) -> impl Future<Output = Result<Opened, RunError>> + Send;
+    fn connect_sink(&self, task: &TaskAssignment) -> Result<Self::Sink, RunError>;
+}
+
+/// Where a runner reports; every write is fenced by epoch and answers
+/// false when the task is no longer this worker's.
+pub trait Reporter: Send + Sync + 'static {
+    fn record_progress(
+        &self,
+        id: i64,
+        epoch: i64,
+        progress: &Progress,
+    ) -> impl Future<Output = Result<bool, RunError>> + Send;
+    fn record_state(
+        &self,
+        id: i64,
+        epoch: i64,
+        state: TaskState,
+        message: &str,
+    ) -> impl Future<Output = Result<bool, RunError>> + Send;
+}
+
+impl Reporter for Port {
+    async fn record_progress(&self, id: i64, epoch: i64, progress: &Progress) -> Result<bool, RunError> {
+        Port::record_progress(self, id, epoch, progress).await
+    }
+    async fn record_state(&self, id: i64, epoch: i64, state: TaskState, message: &str) -> Result<bool, RunError> {
+        Port::record_state(self, id, epoch, state, message).await
+    }
+}
+
+impl Acknowledgement for Ack {
+    async fn wait(self) -> Result<(), SinkError> {
+        Ack::wait(self).await.map(|_| ())
+    }
+}
+
+impl Sink for KafkaSink {
+    type Ack = Ack;
+    async fn partitions(&self, topic: &str) -> Result<u32, SinkError> {
+        KafkaSink::partitions(self, topic).await
+    }
+    async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
+        KafkaSink::send(self, topic, partition, key, payload).await
+    }
+}
+
+/// The real endpoints: the task's MySQL/MariaDB source and Kafka cluster.
+#[derive(Debug)]
+pub struct Live {
+    cfg: Arc<WorkerConfig>,
+}
+
+impl Live {
+    pub fn new(cfg: Arc<WorkerConfig>) -> Self {
+        Self { cfg }
+    }
+}
+
+/// The task's filters as the source's table selection.
+struct FilterSelection {
+    filter: TaskFilter,
+    /// `exclude_columns` entries: `column` or `db.table.column`.
+    excludes: Vec<String>,
+    partition_by_column: bool,
+}
+
+impl FilterSelection {
+    fn new(filter: TaskFilter, kafka: &dts_core::spec::KafkaSpec) -> Self {
+        let partition_by_column = kafka.partition_mode == Some(dts_core::spec::PartitionMode::Column);
+        Self { filter, excludes: kafka.exclude_columns.clone(), partition_by_column }
+    }
+}
+
+impl Selection for FilterSelection {
+    fn table(&self, db: &str, table: &str) -> bool {
+        self.filter.selects_table(db, table)
+    }
+    fn database(&self, db: &str) -> bool {
+        self.filter.selects_database(db)
+    }
+    fn row_filters(&self, db: &str, table: &str) -> Vec<Option<dts_core::filter::RowFilter>> {
+        self.filter.row_filters_for(db, table).into_iter().map(|f| f.cloned()).collect()
+    }
+    fn needs_column_names(&self, db: &str, table: &str) -> bool {
+        let qualified = format!("{db}.{table}.");
+        self.partition_by_column
+            || self.filter.row_filters_for(db, table).iter().any(Option::is_some)
+            || self.excludes.iter().any(|e| !e.contains('.') || e.starts_with(&qualified))
+    }
+}
+
+impl Endpoints for Live {
+    type Sink = KafkaSink;
+
+    async fn open_source(
+        &self,
+        task: &TaskAssignment,
+        resume: Option<Checkpoint>,
+        tx: mpsc::Sender<SourceItem>,
+    ) -> Result<Opened, RunError> {
+        let (spec, cfg) = (&task.spec, &self.cfg);
+        let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
+        let dbs: Vec<String> =
+            spec.filters.iter().map(|f| f.dbname.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let source = SourceConfig {
+            host: spec.source.host.clone(),
+            port: spec.source.port,
+            user: spec.source.username.clone(),
+            password: task.password.clone(),
+            server_id: cfg.server_id_base.wrapping_add(task.id as u32),
+            idle_timeout: cfg.source_idle_timeout,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let selection: Arc<dyn Selection> = Arc::new(FilterSelection::new(filter, &spec.kafka));
+        let mut conn = source.connect().await?;
+        let info = server_info(&mut conn).await?;
+        checks::check_source(&mut conn, &info, &dbs).await?;
+        // Where the run starts, and whether it copies existing rows first.
+        let (start, snap) = match resume {
+            Some(cp) if cp.snapshot.is_some() => {
+                let snap = snapshot::begin(&source, &info).await?;
+                (cp, Some(snap))
+            }
+            Some(cp) => (cp, None),
+            // First start of an `incr: true` task: the source's current end.
+            None if spec.incr => (current_position(&mut conn, &info).await?, None),
+            // First start of an `incr: false` task: a snapshot, then its position.
+            None => {
+                let mut snap = snapshot::begin(&source, &info).await?;
+                let tables = snapshot::plan(&mut snap, &dbs, selection.as_ref()).await?;
+                let progress = SnapshotProgress { tables, rows_copied: 0 };
+                (Checkpoint { snapshot: Some(progress), ..snap.position.clone() }, Some(snap))
+            }
+        };
+        drop(conn);
+        let chunk_rows = cfg.snapshot_chunk_rows;
+        let from = start.clone();
+        let reader = tokio::spawn(async move {
+            let from = match snap {
+                Some(snap) => {
+                    match snapshot::copy(snap, &from, &source, &info, selection.clone(), chunk_rows, &tx).await? {
+                        Some(streamed_from) => {
+                            let done = SourceItem::Commit { checkpoint: streamed_from.clone(), ts_ms: now_ms() };
+                            if tx.send(done).await.is_err() {
+                                return Ok(());
+                            }
+                            streamed_from
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                None => from,
+            };
+            stream(&source, &info, &from, selection, tx).await
+        });
+        Ok(Opened { start, reader })
+    }
+
+    fn connect_sink(&self, task: &TaskAssignment) -> Result<KafkaSink, RunError> {
+        let mut sink_cfg = SinkConfig::new(task.spec.kafka.addr.clone());
+        sink_cfg.topic_partitions = self.cfg.topic_partitions;
+        sink_cfg.replication_factor = self.cfg.replication_factor;
+        Ok(KafkaSink::connect(sink_cfg)?)
+    }
+}
