@@ -293,3 +293,30 @@ async fn deleting_a_running_task_stops_its_replication() {
     .await;
     rig.stop().await;
 }
+
+/// A row too large for Kafka can never be delivered: the task fails at it
+/// with a message saying what to change, instead of retrying forever or
+/// skipping it, and the refusal is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_larger_than_kafka_accepts_fails_the_task_clearly() {
+    let Some(rig) = Rig::start().await else { return };
+    rig.src
+        .exec(&[
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))",
+            "CREATE TABLE big (id INT PRIMARY KEY, body LONGTEXT)",
+        ])
+        .await;
+    let topic = unique_topic("oversized");
+    let body =
+        rig.task(json!({"addr": rig.kafka, "topic": topic}), json!([{"dbname": rig.src.db, "match": "/t|big/"}]));
+    let id = rig.submit_running(&body).await;
+    let before = dts_kafka::oversized_messages_total();
+    rig.src.exec(&["INSERT INTO t VALUES (1, 'small')", "INSERT INTO big VALUES (1, REPEAT('x', 1500000))"]).await;
+    let failed = rig.wait_task(id, "Failed", |t| t["state"] == "Failed").await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("larger than Kafka accepts") && message.contains("exclude_columns"), "{message}");
+    assert!(dts_kafka::oversized_messages_total() > before);
+    // The row before it was delivered; the position did not pass the big row.
+    assert_eq!(ids(&rig.messages(&topic, 1).await), BTreeSet::from([1]));
+    rig.stop().await;
+}

@@ -12,6 +12,7 @@
 //! once every message before it is on the broker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ pub struct SinkConfig {
     pub max_buffered_messages: u32,
     /// How long librdkafka retries a message before reporting it failed.
     pub message_timeout: Duration,
+    /// The largest message the producer sends (librdkafka's
+    /// `message.max.bytes`); a broker or topic may accept less.
+    pub max_message_bytes: u32,
 }
 
 impl SinkConfig {
@@ -45,6 +49,7 @@ impl SinkConfig {
             replication_factor: 1,
             max_buffered_messages: 100_000,
             message_timeout: Duration::from_secs(120),
+            max_message_bytes: 1_000_000,
         }
     }
 }
@@ -60,6 +65,26 @@ pub enum SinkError {
     /// A message was not delivered (broker down, timeout): retry from the checkpoint.
     #[error("Kafka delivery failed: {0}")]
     Delivery(String),
+    /// A message larger than the producer or the broker accepts: resending
+    /// it can never succeed, and skipping it would lose a row.
+    #[error(
+        "a {bytes}-byte message for topic {topic} is larger than Kafka accepts ({limit}); the task stops at this \
+         row rather than skip it: drop large columns with exclude_columns, or raise the limit (the broker's \
+         message.max.bytes, the topic's max.message.bytes) and start the task again"
+    )]
+    TooLarge { topic: String, bytes: usize, limit: String },
+}
+
+static OVERSIZED: AtomicU64 = AtomicU64::new(0);
+
+/// Messages refused as too large since the process started.
+pub fn oversized_messages_total() -> u64 {
+    OVERSIZED.load(Ordering::Relaxed)
+}
+
+fn too_large(topic: &str, bytes: usize, limit: String) -> SinkError {
+    OVERSIZED.fetch_add(1, Ordering::Relaxed);
+    SinkError::TooLarge { topic: topic.to_owned(), bytes, limit }
 }
 
 impl SinkError {
@@ -69,6 +94,7 @@ impl SinkError {
             Self::Config(_) => false,
             Self::Topic { transient, .. } => *transient,
             Self::Delivery(_) => true,
+            Self::TooLarge { .. } => false,
         }
     }
 }
@@ -93,6 +119,16 @@ impl Ack {
     pub async fn wait(self) -> Result<Delivered, SinkError> {
         match self.0.await {
             Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+            Ok(Err((
+                KafkaError::MessageProduction(
+                    code @ (RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge),
+                ),
+                m,
+            ))) => {
+                use rdkafka::Message;
+                let bytes = m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len);
+                Err(too_large(m.topic(), bytes, format!("the broker answered {code}")))
+            }
             Ok(Err((e, _))) => Err(SinkError::Delivery(e.to_string())),
             Err(_) => Err(SinkError::Delivery("the producer was closed before the message was acknowledged".into())),
         }
@@ -131,6 +167,7 @@ impl KafkaSink {
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", config.max_buffered_messages.to_string())
             .set("message.timeout.ms", config.message_timeout.as_millis().to_string())
+            .set("message.max.bytes", config.max_message_bytes.to_string())
             .create()
             .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
         Ok(Self { producer, admin, config, partitions: Mutex::new(HashMap::new()) })
@@ -219,6 +256,10 @@ impl KafkaSink {
                     // librdkafka has no "room available" notification; its own
                     // blocking send polls the same way.
                     tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    let limit = format!("the producer's message.max.bytes is {}", self.config.max_message_bytes);
+                    return Err(too_large(topic, key.len() + payload.len(), limit));
                 }
                 Err((e, _)) => return Err(SinkError::Delivery(e.to_string())),
             }

@@ -63,15 +63,36 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
+        match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
-            other => Self::Query(other.to_string()),
+            sqlx::Error::Database(db) if passing(db.as_ref()) => Self::Unavailable(e.to_string()),
+            _ => Self::Query(e.to_string()),
         }
     }
+}
+
+/// Database errors that a later retry of the same statement can get past:
+/// lock contention, deadlocks, and a server that is (for now) read-only or
+/// shutting down, as a primary is during a failover.
+fn passing(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // Deadlock, lock wait timeout, --read-only, read-only transaction,
+        // super_read_only, too many connections, killed or shut down.
+        return matches!(my.number(), 1213 | 1205 | 1290 | 1792 | 1836 | 1040 | 1053 | 1927 | 4031);
+    }
+    let code = db.code().unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+        return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    // PostgreSQL: serialization failure, deadlock, read-only transaction,
+    // lock not available, too many connections, shutdown, connection errors.
+    matches!(code.as_ref(), "40001" | "40P01" | "25006" | "55P03" | "53300" | "57P01" | "57P02" | "57P03")
+        || code.starts_with("08")
 }
 
 /// A handle on the task store. Cheap to clone; all clones share one pool.
