@@ -30,6 +30,8 @@ const MARIADB_ANNOTATE_ROWS: u8 = 160;
 const MARIADB_BINLOG_CHECKPOINT: u8 = 161;
 const MARIADB_GTID: u8 = 162;
 const MARIADB_GTID_LIST: u8 = 163;
+/// MariaDB GTID event flag: the group is one statement (DDL), not a transaction.
+const MARIADB_FL_STANDALONE: u8 = 1;
 
 /// What the source sends down the pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +137,11 @@ pub async fn stream(
                 }
                 let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or_default());
                 let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
-                state.begin_mariadb(domain, header.server_id(), seq);
+                // Without FL_STANDALONE the group is a transaction ending in
+                // XID or COMMIT, even when it opens with DDL (CREATE TABLE ...
+                // SELECT): MariaDB logs no BEGIN for it.
+                let standalone = data[12] & MARIADB_FL_STANDALONE != 0;
+                state.begin_mariadb(domain, header.server_id(), seq, standalone);
                 continue;
             }
             MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST => continue,
@@ -147,27 +153,9 @@ pub async fn stream(
                 state.rotate(r.name_raw(), header.log_pos() == 0 && !state.seen_fde);
                 false
             }
-            Some(EventData::FormatDescriptionEvent(_)) => {
-                // A new binlog file (or a restarted server): a transaction
-                // left open in the previous one was rolled back.
-                state.seen_fde = true;
-                state.in_txn = false;
-                false
-            }
-            Some(EventData::GtidEvent(g)) => {
-                state.begin_mysql(&g);
-                false
-            }
+            Some(EventData::FormatDescriptionEvent(_)) => state.observe(Seen::FormatDescription),
+            Some(EventData::GtidEvent(g)) => state.observe(Seen::MysqlGtid { sid: g.sid(), gno: g.gno() }),
             Some(EventData::QueryEvent(q)) => match classify(&q.query()) {
-                Statement::Begin => {
-                    state.in_txn = true;
-                    false
-                }
-                // Outside BEGIN ... COMMIT a statement is its own transaction
-                // (GRANT, CREATE USER, ANALYZE TABLE, ...): its GTID must
-                // enter the executed set, or a resumed set has a hole.
-                Statement::Other => !state.in_txn,
-                Statement::Commit | Statement::Rollback => true,
                 Statement::Ddl { db, table } => {
                     let query = q.query();
                     let db = db.unwrap_or_else(|| q.schema().into_owned());
@@ -182,16 +170,11 @@ pub async fn stream(
                             return Ok(());
                         }
                     }
-                    // A DDL statement commits implicitly, unless rows follow it in
-                    // one transaction (CREATE TABLE ... SELECT): MariaDB wraps
-                    // those in BEGIN ... COMMIT, MySQL 8 appends START TRANSACTION.
-                    if opens_transaction(&query) {
-                        state.in_txn = true;
-                    }
-                    !state.in_txn
+                    state.observe(Seen::Ddl(&query))
                 }
+                other => state.observe(Seen::Statement(other)),
             },
-            Some(EventData::XidEvent(_)) => true,
+            Some(EventData::XidEvent(_)) => state.observe(Seen::Xid),
             Some(EventData::RowsEvent(rows)) => {
                 let Some(tme) = binlog.get_tme(rows.table_id()) else {
                     return Err(SourceError::Definite(format!("rows event for unknown table id {}", rows.table_id())));
@@ -374,6 +357,16 @@ fn opens_transaction(query: &str) -> bool {
     q.len() >= 17 && q[q.len() - 17..].eq_ignore_ascii_case("START TRANSACTION")
 }
 
+/// What the position bookkeeping needs of an event.
+#[derive(Debug)]
+enum Seen<'a> {
+    FormatDescription,
+    MysqlGtid { sid: [u8; 16], gno: u64 },
+    Statement(Statement),
+    Ddl(&'a str),
+    Xid,
+}
+
 /// Position bookkeeping across events.
 struct Tracker {
     flavor: Flavor,
@@ -418,23 +411,58 @@ impl Tracker {
         self.file = String::from_utf8_lossy(name).into_owned();
     }
 
-    fn begin_mariadb(&mut self, domain: u32, server: u32, seq: u64) {
+    fn begin_mariadb(&mut self, domain: u32, server: u32, seq: u64, standalone: bool) {
         self.mariadb.update(domain, server, seq);
         self.txn_gtid = format!("{domain}-{server}-{seq}");
-        self.in_txn = false;
+        self.in_txn = !standalone;
     }
 
-    fn begin_mysql(&mut self, g: &mysql_async::binlog::events::GtidEvent) {
-        let sid = g.sid();
+    fn begin_mysql(&mut self, sid: [u8; 16], gno: u64) {
         let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
         let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
-        self.txn_gtid = format!("{uuid}:{}", g.gno());
+        self.txn_gtid = format!("{uuid}:{gno}");
         // A transaction whose end dts did not recognise is over when the
         // next one starts: its GTID still belongs in the executed set.
-        if let Some((previous, gno)) = self.pending_mysql.replace((uuid, g.gno())) {
+        if let Some((previous, gno)) = self.pending_mysql.replace((uuid, gno)) {
             self.mysql.add(&previous, gno);
         }
         self.in_txn = false;
+    }
+
+    /// Follows transaction boundaries; true when `seen` ends a transaction
+    /// (the caller then takes [`Tracker::commit`]).
+    fn observe(&mut self, seen: Seen<'_>) -> bool {
+        match seen {
+            Seen::FormatDescription => {
+                // A new binlog file (or a restarted server): a transaction
+                // left open in the previous one was rolled back.
+                self.seen_fde = true;
+                self.in_txn = false;
+                false
+            }
+            Seen::MysqlGtid { sid, gno } => {
+                self.begin_mysql(sid, gno);
+                false
+            }
+            Seen::Statement(Statement::Begin) => {
+                self.in_txn = true;
+                false
+            }
+            Seen::Statement(Statement::Commit | Statement::Rollback) | Seen::Xid => true,
+            // Outside BEGIN ... COMMIT a statement is its own transaction
+            // (GRANT, CREATE USER, ANALYZE TABLE, ...): its GTID must enter
+            // the executed set, or a resumed set has a hole.
+            Seen::Statement(_) => !self.in_txn,
+            // A DDL statement commits implicitly, unless rows follow it in one
+            // transaction (CREATE TABLE ... SELECT): MariaDB wraps those in
+            // BEGIN ... COMMIT, MySQL 8 appends START TRANSACTION.
+            Seen::Ddl(query) => {
+                if opens_transaction(query) {
+                    self.in_txn = true;
+                }
+                !self.in_txn
+            }
+        }
     }
 
     /// The checkpoint after the transaction that ends at `end_pos`.
@@ -455,5 +483,116 @@ impl Tracker {
             snapshot: None,
             schemas: schemas.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Transaction boundaries from recorded event sequences, for the MySQL
+    //! paths no server here can produce.
+    use super::*;
+
+    const SID: [u8; 16] = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x63];
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429563";
+
+    fn tracker(flavor: Flavor) -> Tracker {
+        Tracker {
+            flavor,
+            file: "bin.000001".into(),
+            mariadb: MariaGtidState::default(),
+            mysql: MysqlGtidSet::default(),
+            txn_gtid: String::new(),
+            pending_mysql: None,
+            in_txn: false,
+            seen_fde: true,
+            checksums: true,
+        }
+    }
+
+    fn gtid_set(t: &mut Tracker) -> String {
+        t.commit(0, &SchemaHistory::default()).gtid
+    }
+
+    /// Feeds `events`, returning after which ones a checkpoint was taken.
+    fn commits(t: &mut Tracker, events: Vec<Seen<'_>>) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, e) in events.into_iter().enumerate() {
+            if t.observe(e) {
+                out.push(i);
+                t.commit(0, &SchemaHistory::default());
+            }
+        }
+        out
+    }
+
+    fn gtid(gno: u64) -> Seen<'static> {
+        Seen::MysqlGtid { sid: SID, gno }
+    }
+
+    fn stmt(query: &str) -> Seen<'static> {
+        Seen::Statement(crate::ddl::classify(query))
+    }
+
+    #[test]
+    fn mysql_statements_without_begin_enter_the_executed_set() {
+        let mut t = tracker(Flavor::MySql);
+        let events = vec![
+            gtid(1),
+            stmt("GRANT SELECT ON *.* TO 'r'@'%'"),
+            gtid(2),
+            stmt("CREATE USER 'x'@'%' IDENTIFIED WITH 'caching_sha2_password' AS '...'"),
+            gtid(3),
+            stmt("ANALYZE TABLE t"),
+            gtid(4),
+            Seen::Ddl("DROP TABLE `t` /* generated by server */"),
+            gtid(5),
+            stmt("BEGIN"),
+            Seen::Xid,
+        ];
+        assert_eq!(commits(&mut t, events), [1, 3, 5, 7, 10]);
+        assert_eq!(gtid_set(&mut t), format!("{UUID}:1-5"));
+    }
+
+    #[test]
+    fn mysql_create_table_select_checkpoints_only_at_its_end() {
+        let mut t = tracker(Flavor::MySql);
+        let events = vec![
+            gtid(1),
+            Seen::Ddl("CREATE TABLE `dst` (`id` int NOT NULL) START TRANSACTION"),
+            // rows events commit nothing
+            Seen::Xid,
+        ];
+        assert_eq!(commits(&mut t, events), [2]);
+        assert_eq!(gtid_set(&mut t), format!("{UUID}:1"));
+    }
+
+    #[test]
+    fn a_transaction_whose_end_was_not_seen_still_counts_when_the_next_starts() {
+        let mut t = tracker(Flavor::MySql);
+        // XA PREPARE ... or any end dts does not classify: the next GTID closes it.
+        assert_eq!(commits(&mut t, vec![gtid(1), stmt("BEGIN"), stmt("XA END 'x'"), gtid(2), stmt("BEGIN"), Seen::Xid]), [5]);
+        assert_eq!(gtid_set(&mut t), format!("{UUID}:1-2"));
+    }
+
+    #[test]
+    fn mariadb_groups_follow_the_standalone_flag() {
+        let mut t = tracker(Flavor::MariaDb);
+        // CREATE TABLE ... SELECT: a transactional group opening with DDL.
+        t.begin_mariadb(0, 1, 7, false);
+        assert!(!t.observe(Seen::Ddl("CREATE TABLE `dst` (`id` int(11) NOT NULL)")));
+        assert!(t.observe(Seen::Xid));
+        // Plain DDL is a standalone group and commits by itself.
+        t.begin_mariadb(0, 1, 8, true);
+        assert!(t.observe(Seen::Ddl("ALTER TABLE t ADD c INT")));
+        assert_eq!(gtid_set(&mut t), "0-1-8");
+    }
+
+    #[test]
+    fn a_restart_mid_transaction_forgets_the_open_transaction() {
+        let mut t = tracker(Flavor::MySql);
+        assert!(!t.observe(gtid(1)));
+        assert!(!t.observe(stmt("BEGIN")));
+        assert!(!t.observe(Seen::FormatDescription));
+        assert!(t.observe(stmt("GRANT SELECT ON *.* TO 'r'@'%'")), "after a restart, statements stand alone again");
     }
 }
