@@ -259,3 +259,45 @@ async fn ddl_with_rows_checkpoints_only_at_its_end() {
     src.exec(&[&format!("DROP USER '{user}'@'localhost'")]).await;
     reader.abort();
 }
+
+/// Error 1236 has several causes; each must say its own. A second replica
+/// with the same server id takes the stream over (transient for the first:
+/// it may reconnect), and a GTID position the server never had is a
+/// definite failure that does not claim the binlog was purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_1236_is_told_apart_by_cause() {
+    let Some(src) = SourceDb::create().await else { return };
+    let cfg = src.source_config(random_server_id());
+    let mut conn = cfg.connect().await.unwrap();
+    let info = server_info(&mut conn).await.unwrap();
+    let start = current_position(&mut conn, &info).await.unwrap();
+    let open = |start: Checkpoint| {
+        let (tx, rx) = mpsc::channel(16);
+        let (c, i) = (cfg.clone(), info.clone());
+        let select = Arc::new(Db(src.db.clone()));
+        (tokio::spawn(async move { stream(&c, &i, &start, select, tx).await }), rx)
+    };
+    let (first, _rx1) = open(start.clone());
+    // Let the first stream register before the second takes its id.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (second, _rx2) = open(start.clone());
+    let outcome = tokio::time::timeout(Duration::from_secs(20), first).await.expect("the first stream ended").unwrap();
+    match outcome {
+        // MariaDB answers 4052, MySQL 1236 "... same server_uuid/server_id".
+        Err(SourceError::Transient(m)) => {
+            assert!(m.contains("server_id") && !m.contains("purged") && !m.contains("incr=false"), "{m}")
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    second.abort();
+
+    // A position ahead of anything this source wrote (a diverged replica,
+    // or another server's checkpoint).
+    let foreign = Checkpoint { gtid: "0-4242-999999999".into(), ..start };
+    let (reader, _rx) = open(foreign);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("the stream ended").unwrap();
+    match outcome {
+        Err(SourceError::Definite(m)) => assert!(m.contains("1236") && !m.contains("gone from the source"), "{m}"),
+        other => panic!("expected a definite error, got {other:?}"),
+    }
+}

@@ -492,7 +492,8 @@ mod tests {
     //! paths no server here can produce.
     use super::*;
 
-    const SID: [u8; 16] = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x63];
+    const SID: [u8; 16] =
+        [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x63];
     const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429563";
 
     fn tracker(flavor: Flavor) -> Tracker {
@@ -570,7 +571,10 @@ mod tests {
     fn a_transaction_whose_end_was_not_seen_still_counts_when_the_next_starts() {
         let mut t = tracker(Flavor::MySql);
         // XA PREPARE ... or any end dts does not classify: the next GTID closes it.
-        assert_eq!(commits(&mut t, vec![gtid(1), stmt("BEGIN"), stmt("XA END 'x'"), gtid(2), stmt("BEGIN"), Seen::Xid]), [5]);
+        assert_eq!(
+            commits(&mut t, vec![gtid(1), stmt("BEGIN"), stmt("XA END 'x'"), gtid(2), stmt("BEGIN"), Seen::Xid]),
+            [5]
+        );
         assert_eq!(gtid_set(&mut t), format!("{UUID}:1-2"));
     }
 
