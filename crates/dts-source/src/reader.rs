@@ -531,7 +531,7 @@ mod tests {
     }
 
     fn stmt(query: &str) -> Seen<'static> {
-        Seen::Statement(crate::ddl::classify(query))
+        Seen::Statement(classify(query))
     }
 
     #[test]
