@@ -2,6 +2,8 @@
 # Private, throw-away servers for tests, benchmarks and the quickstart.
 #
 #   scripts/services.sh up [mariadb] [postgres] [kafka]   start them (all when none named)
+#   scripts/services.sh up mariadb-single          one MariaDB only (a test's own server)
+#   scripts/services.sh up mariadb-replicated      a MariaDB and a GTID replica of it
 #   scripts/services.sh down                       stop what `up` started
 #   scripts/services.sh restart mariadb            stop and start it again, data kept
 #                                                  (for source-restart tests)
@@ -12,6 +14,7 @@
 # $DTS_SERVICES_DIR/env with the URLs the tests read:
 #   DTS_TEST_MYSQL_URL  admin URL of the MariaDB (row binlog, GTID, FULL row metadata)
 #   DTS_TEST_MYSQL_NOMETA_URL  a second MariaDB logging no row metadata
+#   DTS_TEST_MYSQL_REPLICA_URL  (mariadb-replicated) the replica
 #   DTS_TEST_PG_URL     admin URL of the PostgreSQL
 #   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
 #                       in-memory storage: its data is gone when it stops)
@@ -58,7 +61,7 @@ ensure_packages() {
     local want=()
     for svc in "$@"; do
         case "$svc" in
-            mariadb) command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || want+=(mariadb-server mariadb-client) ;;
+            mariadb*) command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || want+=(mariadb-server mariadb-client) ;;
             postgres) pg_bindir >/dev/null || want+=(postgresql) ;;
         esac
     done
@@ -100,23 +103,26 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
-# start_mariadb NAME METADATA ENV_PREFIX: a private MariaDB in $DIR/NAME
-# logging `binlog_row_metadata=METADATA`.
+# start_mariadb NAME METADATA ENV_PREFIX [SERVER_ID]: a private MariaDB in
+# $DIR/NAME logging `binlog_row_metadata=METADATA`.
 start_mariadb() {
-    local name="$1" metadata="$2" prefix="$3"
+    local name="$1" metadata="$2" prefix="$3" server_id="${4:-1}"
     local d="$DIR/$name" port; port=$(free_port)
     stop_pidfile "$d/mariadb.pid"
-    rm -rf "$d"; mkdir -p "$d/data" "$d/binlog"
+    rm -rf "$d"; mkdir -p "$d/data" "$d/binlog" "$d/tmp"
+    # A tmpdir of its own: servers installed at once collide in /tmp.
     cat > "$d/my.cnf" <<EOF
 [mysqld]
 datadir=$d/data
+tmpdir=$d/tmp
 socket=$d/mysqld.sock
 port=$port
 pid-file=$d/mariadb.pid
 bind-address=127.0.0.1
 log-error=$d/error.log
-server-id=1
+server-id=$server_id
 log-bin=$d/binlog/mysql-bin
+log-slave-updates=1
 binlog_format=ROW
 binlog_row_image=FULL
 binlog_row_metadata=$metadata
@@ -133,12 +139,15 @@ $( [ "$(id -u)" -eq 0 ] && echo "user=root" )
 socket=$d/mysqld.sock
 EOF
     mariadb-install-db --defaults-file="$d/my.cnf" --auth-root-authentication-method=normal \
-        --skip-test-db >"$d/install.log" 2>&1 || { cat "$d/install.log" >&2; return 1; }
+        --skip-test-db >"$d/install.log" 2>&1 || { cat "$d/install.log" >&2; tail -20 "$d/error.log" >&2; return 1; }
     nohup mariadbd --defaults-file="$d/my.cnf" >"$d/stdout.log" 2>&1 &
     if ! wait_for 30 mariadb-admin --defaults-file="$d/my.cnf" -uroot ping; then
         log "MariaDB did not start; its log:"; tail -30 "$d/error.log" >&2; return 1
     fi
+    # Kept out of the binlog, so a replica of this server starts from an
+    # empty GTID state instead of replaying the setup.
     mariadb --defaults-file="$d/my.cnf" -uroot <<EOF
+SET SESSION sql_log_bin = 0;
 CREATE USER 'dts'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO 'dts'@'127.0.0.1' WITH GRANT OPTION;
 FLUSH PRIVILEGES;
@@ -146,6 +155,20 @@ EOF
     echo "export ${prefix}_URL='mysql://dts:$MYSQL_PASSWORD@127.0.0.1:$port'" >> "$ENV_FILE"
     echo "export ${prefix}_CNF='$d/my.cnf'" >> "$ENV_FILE"
     log "MariaDB ($name, binlog_row_metadata=$metadata) on 127.0.0.1:$port (data in $d)"
+}
+
+# A replica of $DIR/mariadb with the same GTIDs (log-slave-updates), for
+# source failover tests: promote it with STOP SLAVE; RESET SLAVE ALL.
+start_mariadb_replica() {
+    local primary="$DIR/mariadb" replica="$DIR/mariadb-replica" port
+    port=$(sed -n 's/^port=//p' "$primary/my.cnf")
+    start_mariadb mariadb-replica FULL DTS_TEST_MYSQL_REPLICA 2
+    mariadb --defaults-file="$replica/my.cnf" -uroot <<EOF
+CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$port, MASTER_USER='dts',
+    MASTER_PASSWORD='$MYSQL_PASSWORD', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+START SLAVE;
+EOF
+    log "MariaDB replica of 127.0.0.1:$port started"
 }
 
 start_postgres() {
@@ -204,6 +227,7 @@ restart_mariadb() {
 down() {
     stop_pidfile "$DIR/mariadb/mariadb.pid"
     stop_pidfile "$DIR/mariadb-nometa/mariadb.pid"
+    stop_pidfile "$DIR/mariadb-replica/mariadb.pid"
     stop_pidfile "$DIR/kafka/tansu.pid"
     stop_postgres
     rm -f "$ENV_FILE"
@@ -222,9 +246,13 @@ up() {
             # for the schema-history tests; binlog_row_metadata is global.
             mariadb) start_mariadb mariadb FULL DTS_TEST_MYSQL
                      start_mariadb mariadb-nometa NO_LOG DTS_TEST_MYSQL_NOMETA ;;
+            # One server only, and one with a GTID replica: tests of their own.
+            mariadb-single) start_mariadb mariadb FULL DTS_TEST_MYSQL ;;
+            mariadb-replicated) start_mariadb mariadb FULL DTS_TEST_MYSQL
+                                start_mariadb_replica ;;
             postgres) start_postgres ;;
             kafka) start_kafka ;;
-            *) log "unknown service $svc (known: mariadb postgres kafka)"; return 2 ;;
+            *) log "unknown service $svc (known: mariadb mariadb-single mariadb-replicated postgres kafka)"; return 2 ;;
         esac
     done
     log "env written to $ENV_FILE"

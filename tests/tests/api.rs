@@ -245,8 +245,24 @@ async fn bad_submissions_are_refused_and_write_nothing(api: TestApi) {
     api.stop().await;
 }
 
+/// Gives task `id` the checkpoint a worker would write.
+async fn set_checkpoint(api: &TestApi, id: i64, pos: &str, checkpoint: &str) {
+    let task = api.db.store.get_task(id).await.unwrap().unwrap();
+    let progress = dts_store::tasks::Progress {
+        state: task.state,
+        message: String::new(),
+        pos: pos.into(),
+        checkpoint: Some(checkpoint.into()),
+        transaction_time: None,
+    };
+    assert!(api.db.store.record_progress(id, task.epoch, &progress).await.unwrap());
+}
+
 async fn alter_errors_leave_the_task_unchanged(api: TestApi) {
     let id = submit(&api, SEED_BODY).await;
+    // A binlog file and offset: valid on this server only.
+    set_checkpoint(&api, id, "mysql-bin.000003:1234", r#"{"flavor":"mysql","file":"mysql-bin.000003","pos":1234}"#)
+        .await;
     let before = api.call("GET", &format!("/v1/task/{id}"), None).await.expect_ok().clone();
     let path = format!("/v1/dispatch/alter/{id}");
     let cases: Vec<(String, String, ErrorCode)> = vec![
@@ -266,6 +282,24 @@ async fn alter_errors_leave_the_task_unchanged(api: TestApi) {
     }
     let after = api.call("GET", &format!("/v1/task/{id}"), None).await.expect_ok().clone();
     assert_eq!(before, after, "refused alters changed nothing");
+    // With a GTID position the server may change: a failover to a replica.
+    let gtid = seed_with(|t| t["source"]["host"] = json!("10.9.9.9"));
+    set_checkpoint(
+        &api,
+        id,
+        "MariaDB/0-1-42",
+        r#"{"flavor":"mariadb","file":"mysql-bin.000003","pos":1234,"gtid":"0-1-42"}"#,
+    )
+    .await;
+    api.call("PUT", &path, Some(&gtid)).await.expect_ok();
+    let moved = api.call("GET", &format!("/v1/task/{id}"), None).await.expect_ok().clone();
+    assert_eq!(moved["source_addr"], "10.9.9.9:5306", "{moved}");
+    // Another user is still refused.
+    let other_user = seed_with(|t| {
+        t["source"]["host"] = json!("10.9.9.9");
+        t["source"]["username"] = json!("root");
+    });
+    api.call("PUT", &path, Some(&other_user)).await.expect_error(ErrorCode::ImmutableField);
     // Rotating only the password is allowed.
     let rotated = seed_with(|t| t["source"]["password"] = json!("new-password"));
     api.call("PUT", &path, Some(&rotated)).await.expect_ok();

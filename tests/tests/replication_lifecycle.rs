@@ -218,11 +218,19 @@ async fn a_source_restart_is_survived_without_losing_rows() {
     let (id, topic) = running_task(&rig, "srcrestart").await;
     exec_all(&rig, &inserts(1, 20)).await;
     assert_eq!(ids(&rig.messages(&topic, 20).await), (1..=20).collect());
+    // A transaction still open when the server goes down never happened.
+    let mut open = rig.src.pool.get_conn().await.unwrap();
+    {
+        use mysql_async::prelude::Queryable;
+        open.query_drop("BEGIN").await.unwrap();
+        open.query_drop("INSERT INTO t VALUES (500, 'rollback')").await.unwrap();
+    }
     let server_ref = &server;
     tokio::task::block_in_place(|| server_ref.restart());
+    drop(open);
     exec_all(&rig, &inserts(21, 40)).await;
     let all = rig.messages(&topic, 40).await;
-    assert_eq!(ids(&all), (1..=40).collect(), "rows written after the restart arrive");
+    assert_eq!(ids(&all), (1..=40).collect(), "rows written after the restart arrive, the open transaction's never");
     rig.wait_task(id, "Running without an error", |t| t["state"] == "Running" && t["message"] == "").await;
     rig.stop().await;
 }

@@ -2,7 +2,7 @@
 //! anything, so a refused request changes nothing.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use dts_core::spec::parse_submit_body;
+use dts_core::spec::{parse_submit_body, Resumable};
 use dts_core::{DesiredState, ErrorCode};
 use dts_store::tasks::AlterOutcome;
 use futures_util::StreamExt;
@@ -37,18 +37,33 @@ pub async fn alter(state: web::Data<AppState>, req: HttpRequest, body: web::Payl
     spec.validate()?;
     for _ in 0..ALTER_ATTEMPTS {
         let current = state.store.get_task(id).await?.ok_or_else(|| ApiError::task_not_found(id))?;
-        spec.check_alter(&current.spec)?;
+        spec.check_alter(&current.spec, resumable(current.checkpoint.as_deref()))?;
         match state.store.alter_task(id, current.version, &spec).await? {
             AlterOutcome::Altered(task) => {
                 tracing::info!(task = id, version = task.version, "task altered");
                 return Ok(ok(json!({})));
             }
             AlterOutcome::NotFound => return Err(ApiError::task_not_found(id)),
-            // Source and incr cannot change, so the check above still holds: try again.
+            // The spec's fixed parts did not change, so the check above still holds: try again.
             AlterOutcome::VersionConflict { .. } => continue,
         }
     }
     Err(ApiError::new(ErrorCode::Conflict, format!("task {id} is being changed by other requests; retry the alter")))
+}
+
+/// Whether a stored checkpoint is a GTID state (or there is none yet). Only
+/// its `gtid` field is read: the control plane does not decode positions.
+fn resumable(checkpoint: Option<&str>) -> Resumable {
+    #[derive(serde::Deserialize)]
+    struct Position {
+        #[serde(default)]
+        gtid: String,
+    }
+    match checkpoint.map(serde_json::from_str::<Position>) {
+        None => Resumable::OnAnyServer,
+        Some(Ok(p)) if !p.gtid.is_empty() => Resumable::OnAnyServer,
+        Some(_) => Resumable::OnThisServer,
+    }
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -30,8 +30,20 @@ impl TableMatcher {
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map(Self::Regex)
-                    .map_err(|e| (ErrorCode::InvalidTableRegex, format!("invalid regex /{pattern}/: {}", one_line(&e))))
+                    .map_err(|e| (ErrorCode::InvalidTableRegex, format!("invalid regex: {}", one_line(&e))))
             }
+            _ if text.starts_with('/') => Err((
+                ErrorCode::InvalidTableRegex,
+                format!("{} opens a /regex/ but does not close it with '/'", crate::spec::echo(text)),
+            )),
+            _ if text.chars().any(char::is_control) => Err((
+                ErrorCode::InvalidFilters,
+                format!("a table name cannot contain control characters, got {}", crate::spec::echo(text)),
+            )),
+            _ if text.chars().count() > 64 => Err((
+                ErrorCode::InvalidFilters,
+                format!("a table name has at most 64 characters, got {}", text.chars().count()),
+            )),
             _ => Ok(Self::Exact(text.to_owned())),
         }
     }
@@ -44,8 +56,14 @@ impl TableMatcher {
     }
 }
 
+/// The regex error on one line, at most 300 characters: its text quotes
+/// the pattern, which may be long.
 fn one_line(e: &regex::Error) -> String {
-    e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    let text = e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -64,7 +82,8 @@ mod tests {
         assert!(!exact.matches("check_delay2"));
         let dotted = TableMatcher::parse("a.b").unwrap();
         assert!(!dotted.matches("axb"), "an exact name is not a regex");
-        assert!(TableMatcher::parse("/").unwrap().matches("/"), "a lone slash is a name");
+        assert_eq!(TableMatcher::parse("/").unwrap_err().0, ErrorCode::InvalidTableRegex, "a lone slash");
+        assert_eq!(TableMatcher::parse("/abc").unwrap_err().0, ErrorCode::InvalidTableRegex, "an unclosed regex");
     }
 
     #[test]

@@ -18,6 +18,38 @@ pub const MAX_RATE: i64 = 10_000_000;
 /// Upper bound of `rate_limit.capacity` (burst size in rows).
 pub const MAX_CAPACITY: i64 = 100_000_000;
 
+/// Longest accepted value of each text field, in characters. Far above any
+/// real value (MySQL names have at most 64 characters, user names 80, DNS
+/// names 253, Kafka topics 249), low enough that no request can grow the
+/// store, a list page or a log line without bound.
+pub mod max_len {
+    pub const HOST: usize = 253;
+    pub const USERNAME: usize = 80;
+    pub const PASSWORD: usize = 1024;
+    pub const KAFKA_ADDR: usize = 4096;
+    pub const DBNAME: usize = 64;
+    /// An exact table name has at most 64; a `/regex/` may be longer.
+    pub const MATCH: usize = 1024;
+    pub const FILTER: usize = 64 * 1024;
+    /// `db.table.column`
+    pub const COLUMN_REF: usize = 64 * 3 + 2;
+    pub const FILTERS: usize = 1000;
+    pub const COLUMN_LISTS: usize = 1000;
+}
+
+/// A user-supplied value as an error message may quote it: at most 64
+/// characters (then how long it was), control characters escaped.
+pub fn echo(value: &str) -> String {
+    const SHOWN: usize = 64;
+    let count = value.chars().count();
+    let shown: String = value.chars().take(SHOWN).collect();
+    if count > SHOWN {
+        format!("{:?}... ({count} characters)", shown)
+    } else {
+        format!("{shown:?}")
+    }
+}
+
 /// The request body: the seed sends only `task` ("只传task").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,17 +307,83 @@ pub fn parse_submit_body(body: &[u8]) -> Result<TaskSpec, SpecError> {
 impl TaskSpec {
     /// Every semantic check; the first problem found is returned.
     pub fn validate(&self) -> Result<(), SpecError> {
+        self.validate_sizes()?;
         self.validate_source()?;
         self.validate_kafka()?;
         self.validate_filters()?;
         self.validate_rate_limit()
     }
 
+    /// Lengths first, so no later check (or its message) handles a huge value.
+    fn validate_sizes(&self) -> Result<(), SpecError> {
+        let too_long = |code: ErrorCode, field: String, value: &str, max: usize| {
+            let n = value.chars().count();
+            if n > max {
+                Err(SpecError::new(code, field, format!("is {n} characters long; at most {max} are accepted")))
+            } else {
+                Ok(())
+            }
+        };
+        let s = &self.source;
+        too_long(ErrorCode::InvalidSource, "task.source.host".into(), &s.host, max_len::HOST)?;
+        too_long(ErrorCode::InvalidSource, "task.source.username".into(), &s.username, max_len::USERNAME)?;
+        if let Some(p) = &s.password {
+            too_long(ErrorCode::InvalidSource, "task.source.password".into(), p.expose(), max_len::PASSWORD)?;
+        }
+        let k = &self.kafka;
+        too_long(ErrorCode::InvalidKafka, "task.kafka.addr".into(), &k.addr, max_len::KAFKA_ADDR)?;
+        if let Some(topic) = &k.topic {
+            too_long(ErrorCode::InvalidKafka, "task.kafka.topic".into(), topic, 249)?;
+        }
+        for (name, list, code) in [
+            ("partition_columns", &k.partition_columns, ErrorCode::InvalidPartition),
+            ("exclude_columns", &k.exclude_columns, ErrorCode::InvalidExcludeColumns),
+        ] {
+            if list.len() > max_len::COLUMN_LISTS {
+                return Err(SpecError::new(
+                    code,
+                    format!("task.kafka.{name}"),
+                    format!("has {} entries; at most {} are accepted", list.len(), max_len::COLUMN_LISTS),
+                ));
+            }
+            for (i, c) in list.iter().enumerate() {
+                too_long(code, format!("task.kafka.{name}[{i}]"), c, max_len::COLUMN_REF)?;
+            }
+        }
+        if self.filters.len() > max_len::FILTERS {
+            return Err(SpecError::new(
+                ErrorCode::InvalidFilters,
+                "task.filters",
+                format!("has {} entries; at most {} are accepted", self.filters.len(), max_len::FILTERS),
+            ));
+        }
+        for (i, f) in self.filters.iter().enumerate() {
+            too_long(ErrorCode::InvalidFilters, format!("task.filters[{i}].dbname"), &f.dbname, max_len::DBNAME)?;
+            too_long(ErrorCode::InvalidFilters, format!("task.filters[{i}].match"), &f.table, max_len::MATCH)?;
+            if let Some(text) = &f.filter {
+                too_long(ErrorCode::InvalidRowFilter, format!("task.filters[{i}].filter"), text, max_len::FILTER)?;
+            }
+        }
+        Ok(())
+    }
+
     fn validate_source(&self) -> Result<(), SpecError> {
         let s = &self.source;
         let bad = |field: &str, msg: &str| Err(SpecError::new(ErrorCode::InvalidSource, field, msg));
-        if s.host.trim().is_empty() || s.host.chars().any(char::is_whitespace) {
-            return bad("task.source.host", "must be a host name or IP address without spaces");
+        if s.host.trim().is_empty() || s.host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("task.source.host", "must be a host name or IP address without spaces or control characters");
+        }
+        if s.host.contains("://") || s.host.contains('/') {
+            return bad("task.source.host", "must be a bare host name or IP address, without a scheme or path");
+        }
+        if s.host.contains(':') && s.host.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad(
+                "task.source.host",
+                "must be a host name or IP address without a port: put the port in task.source.port",
+            );
+        }
+        if s.username.chars().any(char::is_control) {
+            return bad("task.source.username", "must not contain control characters");
         }
         if s.port == 0 {
             return bad("task.source.port", "must be between 1 and 65535");
@@ -304,7 +402,7 @@ impl TaskSpec {
             return bad(
                 ErrorCode::InvalidKafka,
                 "task.kafka.addr",
-                format!("must be host:port[,host:port...], got {:?}", k.addr),
+                format!("must be host:port[,host:port...], got {}", echo(&k.addr)),
             );
         }
         match (&k.topic_mode, &k.topic) {
@@ -360,7 +458,7 @@ impl TaskSpec {
                 return bad(
                     ErrorCode::InvalidExcludeColumns,
                     &format!("task.kafka.exclude_columns[{i}]"),
-                    format!("must be `column` or `db.table.column`, got {col:?}"),
+                    format!("must be `column` or `db.table.column`, got {}", echo(col)),
                 );
             }
             // Keys would carry the values the task was told to drop.
@@ -370,8 +468,9 @@ impl TaskSpec {
                     ErrorCode::InvalidExcludeColumns,
                     &format!("task.kafka.exclude_columns[{i}]"),
                     format!(
-                        "{col:?} is also in partition_columns, so message keys would carry its excluded values: \
-                         remove it from one of the two"
+                        "{} is also in partition_columns, so message keys would carry its excluded values: \
+                         remove it from one of the two",
+                        echo(col)
                     ),
                 );
             }
@@ -393,6 +492,13 @@ impl TaskSpec {
                     ErrorCode::InvalidFilters,
                     format!("task.filters[{i}].dbname"),
                     "must name a database",
+                ));
+            }
+            if rule.dbname.chars().any(char::is_control) {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidFilters,
+                    format!("task.filters[{i}].dbname"),
+                    format!("must not contain control characters, got {}", echo(&rule.dbname)),
                 ));
             }
             TableMatcher::parse(&rule.table)
@@ -430,15 +536,26 @@ impl TaskSpec {
         self.kafka.addr.split(',').map(str::trim).collect::<Vec<_>>().join(",")
     }
 
-    /// Checks that an alter keeps what cannot change: the source server and
-    /// user (a different server is a different binlog) and `incr`.
-    pub fn check_alter(&self, current: &TaskSpec) -> Result<(), SpecError> {
-        if !self.source.same_server_and_user(&current.source) {
+    /// Checks that an alter keeps what cannot change: the source user and
+    /// `incr`, and the source server while the task's position is a binlog
+    /// file and offset (meaningful on that server only). A GTID position
+    /// moves with the transactions, so such a task may be pointed at a
+    /// replica that has them (a failover).
+    pub fn check_alter(&self, current: &TaskSpec, resumable: Resumable) -> Result<(), SpecError> {
+        let same_server = self.source.same_server_and_user(&current.source);
+        let same_user = self.source.username == current.source.username;
+        let may_move = same_user && resumable == Resumable::OnAnyServer;
+        if !(same_server || may_move) {
+            let why = if same_user {
+                "the task's position is a binlog file and offset of that server, which no other server has"
+            } else {
+                "a different user may see other tables and privileges"
+            };
             return Err(SpecError::new(
                 ErrorCode::ImmutableField,
                 "task.source",
                 format!(
-                    "cannot be changed by alter (the task reads {} as {:?}); submit a new task for another source. Only source.password may change",
+                    "cannot be changed by alter (the task reads {} as {:?}; {why}); submit a new task for another source. source.password may always change, and source.host/port may when the task resumes by GTID",
                     current.source.addr(),
                     current.source.username
                 ),
@@ -453,6 +570,16 @@ impl TaskSpec {
         }
         Ok(())
     }
+}
+
+/// Where a task's position can be resumed, as far as an alter cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumable {
+    /// No position yet, or a GTID state: any server holding the same
+    /// transactions serves it.
+    OnAnyServer,
+    /// A binlog file and offset: meaningful on the server that wrote it only.
+    OnThisServer,
 }
 
 fn is_host_port(s: &str) -> bool {
@@ -470,7 +597,14 @@ pub fn check_topic_name(topic: &str) -> Result<(), String> {
         return Err("a topic cannot be named \".\" or \"..\"".into());
     }
     if let Some(c) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("a topic name holds only letters, digits, '.', '_' and '-', found {c:?} in {topic:?}"));
+        return Err(format!(
+            "a topic name holds only letters, digits, '.', '_' and '-', found {c:?} in {}",
+            echo(topic)
+        ));
+    }
+    // Kafka's own topics (__consumer_offsets, __transaction_state, ...).
+    if topic.starts_with("__") {
+        return Err(format!("{topic:?} is reserved for Kafka's internal topics (names starting with \"__\")"));
     }
     Ok(())
 }

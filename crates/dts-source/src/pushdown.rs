@@ -107,21 +107,35 @@ fn flip(op: CmpOp) -> CmpOp {
     }
 }
 
+/// `(a) op (b) op ...`, or nothing when no term was pushed.
+fn joined(parts: &[Pushed], op: &str, exact: bool) -> Option<Pushed> {
+    match parts {
+        [] => return None,
+        [one] => {
+            return Some(if exact {
+                Pushed::Exact(one.sql().to_owned())
+            } else {
+                Pushed::Superset(one.sql().to_owned())
+            })
+        }
+        _ => {}
+    }
+    let sql = parts.iter().map(|p| format!("({})", p.sql())).collect::<Vec<_>>().join(op);
+    Some(if exact { Pushed::Exact(sql) } else { Pushed::Superset(sql) })
+}
+
 fn push(expr: &Expr, t: &TableInfo) -> Option<Pushed> {
     match expr {
-        Expr::And(a, b) => match (push(a, t), push(b, t)) {
-            (Some(x), Some(y)) => {
-                let sql = format!("({}) AND ({})", x.sql(), y.sql());
-                Some(if x.is_exact() && y.is_exact() { Pushed::Exact(sql) } else { Pushed::Superset(sql) })
-            }
-            // Dropping a conjunct keeps more rows: still safe.
-            (Some(x), None) | (None, Some(x)) => Some(Pushed::Superset(x.sql().to_owned())),
-            (None, None) => None,
-        },
-        Expr::Or(a, b) => {
-            let (x, y) = (push(a, t)?, push(b, t)?);
-            let sql = format!("({}) OR ({})", x.sql(), y.sql());
-            Some(if x.is_exact() && y.is_exact() { Pushed::Exact(sql) } else { Pushed::Superset(sql) })
+        Expr::And(terms) => {
+            // Dropping a conjunct keeps more rows: still safe, no longer exact.
+            let pushed: Vec<Pushed> = terms.iter().filter_map(|e| push(e, t)).collect();
+            let exact = pushed.len() == terms.len() && pushed.iter().all(Pushed::is_exact);
+            joined(&pushed, " AND ", exact)
+        }
+        Expr::Or(terms) => {
+            let pushed = terms.iter().map(|e| push(e, t)).collect::<Option<Vec<Pushed>>>()?;
+            let exact = pushed.iter().all(Pushed::is_exact);
+            joined(&pushed, " OR ", exact)
         }
         Expr::Not(e) => match push(e, t)? {
             Pushed::Exact(sql) => Some(Pushed::Exact(format!("NOT ({sql})"))),
@@ -234,6 +248,15 @@ mod tests {
         assert_eq!(w(&["status = 1"]), None);
         assert_eq!(w(&["id = 'x'"]), None);
         assert_eq!(w(&["id = amount"]), None);
+    }
+
+    /// The longest chain a spec accepts renders without recursion per term.
+    #[test]
+    fn the_longest_accepted_chain_renders() {
+        let n = dts_core::filter::MAX_PREDICATES;
+        let chain = (0..n).map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ");
+        let sql = w(&[&chain]).unwrap();
+        assert_eq!(sql.matches(" OR ").count(), n - 1);
     }
 
     #[test]

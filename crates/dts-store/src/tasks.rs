@@ -185,11 +185,12 @@ impl Store {
             Some(password) => {
                 let sealed = self.cipher.seal(PASSWORD_PURPOSE, password.expose())?;
                 let sql = self.backend.sql(
-                    "UPDATE dts_tasks SET spec = ?, dest_addr = ?, source_password = ?, version = version + 1, \
-                     updated_at = ? WHERE id = ? AND version = ?",
+                    "UPDATE dts_tasks SET spec = ?, source_addr = ?, dest_addr = ?, source_password = ?, \
+                     version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
                 );
                 sqlx::query(&sql)
                     .bind(spec_json)
+                    .bind(spec.source.addr())
                     .bind(spec.dest_addr())
                     .bind(sealed)
                     .bind(now)
@@ -200,11 +201,12 @@ impl Store {
             }
             None => {
                 let sql = self.backend.sql(
-                    "UPDATE dts_tasks SET spec = ?, dest_addr = ?, version = version + 1, updated_at = ? \
-                     WHERE id = ? AND version = ?",
+                    "UPDATE dts_tasks SET spec = ?, source_addr = ?, dest_addr = ?, version = version + 1, \
+                     updated_at = ? WHERE id = ? AND version = ?",
                 );
                 sqlx::query(&sql)
                     .bind(spec_json)
+                    .bind(spec.source.addr())
                     .bind(spec.dest_addr())
                     .bind(now)
                     .bind(id)

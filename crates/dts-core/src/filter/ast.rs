@@ -25,14 +25,33 @@ pub enum CmpOp {
 /// A boolean expression over one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Two or more terms. Chains are n-ary, not nested pairs, so a long
+    /// `a AND b AND ...` costs no recursion in any walk over the tree.
+    And(Vec<Expr>),
+    /// Two or more terms.
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Cmp(Operand, CmpOp, Operand),
-    In { operand: Operand, list: Vec<Operand>, negated: bool },
-    IsNull { operand: Operand, negated: bool },
-    Like { operand: Operand, pattern: String, negated: bool },
-    Between { operand: Operand, low: Operand, high: Operand, negated: bool },
+    In {
+        operand: Operand,
+        list: Vec<Operand>,
+        negated: bool,
+    },
+    IsNull {
+        operand: Operand,
+        negated: bool,
+    },
+    Like {
+        operand: Operand,
+        pattern: String,
+        negated: bool,
+    },
+    Between {
+        operand: Operand,
+        low: Operand,
+        high: Operand,
+        negated: bool,
+    },
 }
 
 impl Expr {
@@ -51,9 +70,10 @@ impl Expr {
 
     fn visit_operands<'a>(&'a self, f: &mut impl FnMut(&'a Operand)) {
         match self {
-            Expr::And(a, b) | Expr::Or(a, b) => {
-                a.visit_operands(f);
-                b.visit_operands(f);
+            Expr::And(terms) | Expr::Or(terms) => {
+                for t in terms {
+                    t.visit_operands(f);
+                }
             }
             Expr::Not(e) => e.visit_operands(f),
             Expr::Cmp(a, _, b) => {
@@ -119,8 +139,8 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let not = |negated: bool| if negated { "NOT " } else { "" };
         match self {
-            Expr::And(a, b) => write!(f, "({a} AND {b})"),
-            Expr::Or(a, b) => write!(f, "({a} OR {b})"),
+            Expr::And(terms) => write_joined(f, terms, " AND "),
+            Expr::Or(terms) => write_joined(f, terms, " OR "),
             Expr::Not(e) => write!(f, "(NOT {e})"),
             Expr::Cmp(a, op, b) => write!(f, "{a} {op} {b}"),
             Expr::In { operand, list, negated } => {
@@ -143,4 +163,15 @@ impl fmt::Display for Expr {
             }
         }
     }
+}
+
+fn write_joined(f: &mut fmt::Formatter<'_>, terms: &[Expr], sep: &str) -> fmt::Result {
+    f.write_str("(")?;
+    for (i, t) in terms.iter().enumerate() {
+        if i > 0 {
+            f.write_str(sep)?;
+        }
+        write!(f, "{t}")?;
+    }
+    f.write_str(")")
 }

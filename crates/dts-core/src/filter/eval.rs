@@ -63,18 +63,18 @@ pub(crate) fn matches(expr: &Expr, like: &[regex::Regex], row: &dyn RowView) -> 
 
 fn eval(expr: &Expr, like: &[regex::Regex], li: &mut usize, row: &dyn RowView) -> Truth {
     match expr {
-        // Both sides are always evaluated so the LIKE regex index stays in step
-        // with the tree's pre-order numbering.
-        Expr::And(a, b) => match (eval(a, like, li, row), eval(b, like, li, row)) {
+        // Every term is evaluated so the LIKE regex index stays in step with
+        // the tree's pre-order numbering. Three-valued logic, as SQL's.
+        Expr::And(terms) => terms.iter().fold(Truth::True, |acc, t| match (acc, eval(t, like, li, row)) {
             (Truth::False, _) | (_, Truth::False) => Truth::False,
             (Truth::True, Truth::True) => Truth::True,
             _ => Truth::Unknown,
-        },
-        Expr::Or(a, b) => match (eval(a, like, li, row), eval(b, like, li, row)) {
+        }),
+        Expr::Or(terms) => terms.iter().fold(Truth::False, |acc, t| match (acc, eval(t, like, li, row)) {
             (Truth::True, _) | (_, Truth::True) => Truth::True,
             (Truth::False, Truth::False) => Truth::False,
             _ => Truth::Unknown,
-        },
+        }),
         Expr::Not(e) => eval(e, like, li, row).not(),
         Expr::Cmp(a, op, b) => match compare(&resolve(a, row), &resolve(b, row)) {
             None => Truth::Unknown,

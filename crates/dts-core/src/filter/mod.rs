@@ -21,6 +21,7 @@ mod parser;
 
 pub use ast::{CmpOp, Expr, Operand};
 pub use eval::{RowView, Scalar};
+pub use parser::{MAX_DEPTH, MAX_IN_LIST, MAX_PREDICATES};
 
 /// Why a filter expression does not parse: where, what was expected, what was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,10 +76,7 @@ impl RowFilter {
 /// Pre-order walk matching the evaluator's order.
 fn collect_like(expr: &Expr, out: &mut Vec<regex::Regex>) -> Result<(), FilterError> {
     match expr {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            collect_like(a, out)?;
-            collect_like(b, out)
-        }
+        Expr::And(terms) | Expr::Or(terms) => terms.iter().try_for_each(|t| collect_like(t, out)),
         Expr::Not(e) => collect_like(e, out),
         Expr::Like { pattern, .. } => {
             let re = eval::like_to_regex(pattern)

@@ -5,18 +5,24 @@ use super::lexer::{Spanned, Tok};
 use super::FilterError;
 
 /// Deeply nested input must not overflow the stack; real filters are shallow.
-const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 64;
+/// Predicates in one expression (comparisons, IN, LIKE, ...): the cost of
+/// every row's evaluation and of the SQL a snapshot sends is bounded.
+pub const MAX_PREDICATES: usize = 1_000;
+/// Values in one IN list.
+pub const MAX_IN_LIST: usize = 10_000;
 
 pub(crate) struct Parser {
     toks: Vec<Spanned>,
     at: usize,
     end_pos: usize,
     depth: usize,
+    predicates: usize,
 }
 
 impl Parser {
     pub(crate) fn new(toks: Vec<Spanned>, input_chars: usize) -> Self {
-        Self { toks, at: 0, end_pos: input_chars + 1, depth: 0 }
+        Self { toks, at: 0, end_pos: input_chars + 1, depth: 0, predicates: 0 }
     }
 
     pub(crate) fn parse(mut self) -> Result<Expr, FilterError> {
@@ -77,21 +83,19 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.eat(&Tok::Or) {
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::Or(terms) })
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.not()?;
+        let mut terms = vec![self.not()?];
         while self.eat(&Tok::And) {
-            let right = self.not()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::And(terms) })
     }
 
     fn not(&mut self) -> Result<Expr, FilterError> {
@@ -107,6 +111,12 @@ impl Parser {
             let inner = self.nested(Self::or)?;
             self.expect(&Tok::RParen, "')' or AND/OR")?;
             return Ok(inner);
+        }
+        self.predicates += 1;
+        if self.predicates > MAX_PREDICATES {
+            return Err(self.unexpected(&format!(
+                "at most {MAX_PREDICATES} conditions in one filter (use IN (...) for long lists of values)"
+            )));
         }
         let operand = self.operand("a column name, a value, NOT or '('")?;
         let cmp = match self.peek().map(|t| &t.tok) {
@@ -157,6 +167,9 @@ impl Parser {
         self.expect(&Tok::LParen, "'(' to open the IN list")?;
         let mut list = vec![self.literal("a value in the IN list")?];
         while self.eat(&Tok::Comma) {
+            if list.len() == MAX_IN_LIST {
+                return Err(self.unexpected(&format!("')': at most {MAX_IN_LIST} values in one IN list")));
+            }
             list.push(self.literal("a value after ',' in the IN list")?);
         }
         self.expect(&Tok::RParen, "',' or ')' in the IN list")?;

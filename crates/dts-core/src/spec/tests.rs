@@ -186,22 +186,126 @@ fn semantic_errors_have_specific_codes() {
 }
 
 #[test]
-fn alter_refuses_a_new_source_or_incr_but_allows_a_new_password() {
+fn alter_refuses_a_new_user_or_incr_and_a_new_server_without_gtids() {
+    use super::Resumable::{OnAnyServer, OnThisServer};
     let current = parse(SEED_BODY).unwrap();
     let moved = parse(&with_task(|t| t["source"]["host"] = "10.0.0.9".into())).unwrap();
-    assert_eq!(moved.check_alter(&current).unwrap_err().code, ErrorCode::ImmutableField);
+    let e = moved.check_alter(&current, OnThisServer).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ImmutableField);
+    assert!(e.message.contains("binlog file and offset"), "{e}");
+    moved.check_alter(&current, OnAnyServer).unwrap();
+    let other_port = parse(&with_task(|t| t["source"]["port"] = 3307.into())).unwrap();
+    other_port.check_alter(&current, OnAnyServer).unwrap();
+    assert!(other_port.check_alter(&current, OnThisServer).is_err());
     let other_user = parse(&with_task(|t| t["source"]["username"] = "root".into())).unwrap();
-    assert_eq!(other_user.check_alter(&current).unwrap_err().field, "task.source");
+    for resumable in [OnAnyServer, OnThisServer] {
+        assert_eq!(other_user.check_alter(&current, resumable).unwrap_err().field, "task.source");
+    }
     let full = parse(&with_task(|t| t["incr"] = false.into())).unwrap();
-    assert_eq!(full.check_alter(&current).unwrap_err().field, "task.incr");
+    assert_eq!(full.check_alter(&current, OnAnyServer).unwrap_err().field, "task.incr");
     let rotated = parse(&with_task(|t| t["source"]["password"] = "new-secret".into())).unwrap();
-    rotated.check_alter(&current).unwrap();
+    rotated.check_alter(&current, OnThisServer).unwrap();
     let retopic = parse(&with_task(|t| t["kafka"]["topic"] = "other".into())).unwrap();
-    retopic.check_alter(&current).unwrap();
+    retopic.check_alter(&current, OnThisServer).unwrap();
 }
 
 #[test]
 fn ipv6_source_addresses_are_bracketed() {
     let spec = parse(&with_task(|t| t["source"]["host"] = "::1".into())).unwrap();
     assert_eq!(spec.source.addr(), "[::1]:5306");
+}
+
+/// Values that could never work, or could grow the store and the logs
+/// without bound, are refused with the field's code and a short message.
+#[test]
+fn oversized_and_unusable_values_are_refused_with_short_messages() {
+    let huge = "h".repeat(1_000_000);
+    let cases: Vec<(String, ErrorCode, &str)> = vec![
+        (with_task(|t| t["source"]["host"] = huge.clone().into()), ErrorCode::InvalidSource, "task.source.host"),
+        (with_task(|t| t["source"]["host"] = "db\u{0}.example".into()), ErrorCode::InvalidSource, "task.source.host"),
+        (with_task(|t| t["source"]["host"] = "http://evil/".into()), ErrorCode::InvalidSource, "task.source.host"),
+        (with_task(|t| t["source"]["host"] = "127.0.0.1:3306".into()), ErrorCode::InvalidSource, "task.source.host"),
+        (with_task(|t| t["source"]["username"] = "a\nb".into()), ErrorCode::InvalidSource, "task.source.username"),
+        (
+            with_task(|t| t["source"]["username"] = "u".repeat(81).into()),
+            ErrorCode::InvalidSource,
+            "task.source.username",
+        ),
+        (
+            with_task(|t| t["filters"][0]["dbname"] = "d\u{1b}[31m".into()),
+            ErrorCode::InvalidFilters,
+            "task.filters[0].dbname",
+        ),
+        (
+            with_task(|t| t["filters"][0]["dbname"] = "d\u{0}".into()),
+            ErrorCode::InvalidFilters,
+            "task.filters[0].dbname",
+        ),
+        (with_task(|t| t["filters"][0]["match"] = "/".into()), ErrorCode::InvalidTableRegex, "task.filters[0].match"),
+        (
+            with_task(|t| t["filters"][0]["match"] = "/abc".into()),
+            ErrorCode::InvalidTableRegex,
+            "task.filters[0].match",
+        ),
+        (with_task(|t| t["filters"][0]["match"] = "t\u{0}".into()), ErrorCode::InvalidFilters, "task.filters[0].match"),
+        (
+            with_task(|t| t["filters"][0]["match"] = format!("/{}(/", "a".repeat(2000)).into()),
+            ErrorCode::InvalidFilters,
+            "task.filters[0].match",
+        ),
+        (
+            with_task(|t| t["filters"][0]["filter"] = format!("a = '{}'", "x".repeat(70_000)).into()),
+            ErrorCode::InvalidRowFilter,
+            "task.filters[0].filter",
+        ),
+        (with_task(|t| t["kafka"]["topic"] = "__consumer_offsets".into()), ErrorCode::InvalidKafka, "task.kafka.topic"),
+        (
+            with_task(|t| t["kafka"]["topic"] = "__transaction_state".into()),
+            ErrorCode::InvalidKafka,
+            "task.kafka.topic",
+        ),
+        (with_task(|t| t["kafka"]["addr"] = huge.clone().into()), ErrorCode::InvalidKafka, "task.kafka.addr"),
+        (
+            with_task(|t| t["kafka"]["exclude_columns"] = serde_json::json!([huge.clone()])),
+            ErrorCode::InvalidExcludeColumns,
+            "task.kafka.exclude_columns[0]",
+        ),
+        (
+            with_task(|t| {
+                t["filters"] = serde_json::json!(vec![serde_json::json!({"dbname": "d", "match": "t"}); 1001])
+            }),
+            ErrorCode::InvalidFilters,
+            "task.filters",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let e = parse(&body).unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), (code, field), "{}", e.message);
+        assert!(e.message.len() < 400, "short message for {field}: {} bytes", e.message.len());
+    }
+    // A long regex that does not compile: the message does not echo it whole.
+    let bad_regex = with_task(|t| t["filters"][0]["match"] = format!("/{}(/", "a".repeat(900)).into());
+    let e = parse(&bad_regex).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidTableRegex, "{e}");
+    assert!(e.message.len() < 400, "{} bytes", e.message.len());
+    // IPv6 addresses keep their colons.
+    parse(&with_task(|t| t["source"]["host"] = "::1".into())).unwrap();
+}
+
+/// A chain of thousands of AND/OR terms is refused at submit with a clear
+/// error instead of overflowing the stack; one at the limit parses.
+#[test]
+fn long_filter_chains_are_capped_not_crashed() {
+    let chain = |n: usize, op: &str| (0..n).map(|i| format!("a = {i}")).collect::<Vec<_>>().join(op);
+    for op in [" AND ", " OR "] {
+        let long = with_task(|t| t["filters"][0]["filter"] = chain(1_500, op).into());
+        let e = parse(&long).unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), (ErrorCode::InvalidRowFilter, "task.filters[0].filter"));
+        assert!(e.message.contains("at most 1000 conditions"), "{e}");
+        let at_limit = with_task(|t| t["filters"][0]["filter"] = chain(crate::filter::MAX_PREDICATES, op).into());
+        parse(&at_limit).unwrap();
+    }
+    let deep = format!("{}a = 1{}", "(".repeat(100), ")".repeat(100));
+    let e = parse(&with_task(|t| t["filters"][0]["filter"] = deep.into())).unwrap_err();
+    assert!(e.message.contains("levels of nesting"), "{e}");
 }

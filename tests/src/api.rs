@@ -1,0 +1,136 @@
+//! The real API over real HTTP, with the seed's credentials.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dts_control::auth::{parse_users_env, Authenticator};
+use dts_control::{AppState, Limits, Placement};
+
+use crate::{fresh_store, Backend, TestStore};
+
+/// The credentials of the seed's examples.
+pub const SEED_USER: &str = "replicator";
+pub const SEED_PASSWORD: &str = "dtsfor3.1415926";
+pub const SEED_AUTH_HEADER: &str = "Basic cmVwbGljYXRvcjpkdHNmb3IzLjE0MTU5MjY=";
+
+/// The seed's submit body, as its curl example sends it.
+pub const SEED_BODY: &str = r#"{"task":{"source":{"host":"127.0.0.1","port":5306,"username":"xes_replicator","password":"IYQBXGil84d44ee92cLjLHankV2rVyCg+"},"kafka":{"addr":"127.0.0.1:9092","topic":"replicator_test","flat_format":false},"filters":[{"dbname":"oa_data_service","match":"/xes_class_students_\\d+/","filter":""},{"dbname":"oa_data_service","match":"check_delay","filter":""}],"incr":true}}"#;
+pub const SEED_PASSWORD_IN_BODY: &str = "IYQBXGil84d44ee92cLjLHankV2rVyCg+";
+
+/// A running API server on an ephemeral loopback port.
+#[derive(Debug)]
+pub struct TestApi {
+    pub addr: SocketAddr,
+    pub db: TestStore,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// A response: HTTP status, headers we check, and the parsed envelope.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub raw: String,
+    pub content_type: String,
+    pub request_id: Option<String>,
+    pub www_authenticate: Option<String>,
+}
+
+impl Reply {
+    pub fn code(&self) -> i64 {
+        self.body["code"].as_i64().unwrap_or(-1)
+    }
+    pub fn data(&self) -> &serde_json::Value {
+        &self.body["data"]
+    }
+    /// Asserts the seed's envelope shape and a successful code.
+    #[track_caller]
+    pub fn expect_ok(&self) -> &serde_json::Value {
+        assert_eq!((self.status, self.code()), (200, 0), "{}", self.raw);
+        assert_eq!(self.body["message"], "0");
+        assert_eq!(self.body["ttl"], 1);
+        self.data()
+    }
+    /// Asserts an error envelope with `code` and a non-empty message.
+    #[track_caller]
+    pub fn expect_error(&self, code: dts_core::ErrorCode) {
+        assert_eq!(self.code(), i64::from(code.number()), "{}", self.raw);
+        assert_eq!(self.status, code.http_status(), "{}", self.raw);
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty() && m != "0"), "{}", self.raw);
+        assert_eq!(self.body["ttl"], 1);
+        assert!(self.body["data"].is_null(), "{}", self.raw);
+    }
+}
+
+impl TestApi {
+    /// Starts the API on a fresh store of `backend` with the seed's user.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, Limits::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, limits: Limits) -> Option<Self> {
+        let db = fresh_store(backend).await?;
+        let users = parse_users_env(&format!("{SEED_USER}:{SEED_PASSWORD}")).unwrap();
+        let state = AppState {
+            store: db.store.clone(),
+            auth: Arc::new(Authenticator::new(users).unwrap()),
+            placement: Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
+            limits,
+            cluster: None,
+        };
+        let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
+            .workers(2)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Some(Self { addr, db, handle })
+    }
+
+    /// Sends a request with the seed's credentials.
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.call_as(method, path, body, Some(SEED_AUTH_HEADER)).await
+    }
+
+    /// Sends a request with the given `Authorization` header (or none). The
+    /// blocking client runs off the runtime so the server keeps serving.
+    pub async fn call_as(&self, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> Reply {
+        let url = format!("http://{}{}", self.addr, path);
+        let (method, body, auth) = (method.to_owned(), body.map(str::to_owned), auth.map(str::to_owned));
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+            let mut req = agent.request(&method, &url);
+            if let Some(auth) = auth {
+                req = req.set("Authorization", &auth);
+            }
+            let result = match body {
+                Some(b) => req.set("Content-Type", "application/json").send_string(&b),
+                None => req.call(),
+            };
+            let resp = match result {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => panic!("{method} {url}: {e}"),
+            };
+            let status = resp.status();
+            let content_type = resp.header("content-type").unwrap_or_default().to_owned();
+            let request_id = resp.header("x-request-id").map(str::to_owned);
+            let www_authenticate = resp.header("www-authenticate").map(str::to_owned);
+            let raw = resp.into_string().unwrap();
+            let body = serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null);
+            Reply { status, body, raw, content_type, request_id, www_authenticate }
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.db.store.close().await;
+    }
+}

@@ -1,0 +1,136 @@
+//! Reading what dts wrote to the broker, and checks over it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use crate::{required, unique_topic, SourceDb};
+
+/// The Kafka-protocol broker's bootstrap address, or `None` to skip.
+pub fn kafka_addr() -> Option<String> {
+    match std::env::var("DTS_TEST_KAFKA_ADDR") {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            assert!(!required(), "DTS_TEST_KAFKA_ADDR is not set but DTS_REQUIRE_SERVICES=1");
+            eprintln!("skipped: DTS_TEST_KAFKA_ADDR is not set (run scripts/services.sh up)");
+            None
+        }
+    }
+}
+
+/// One consumed Kafka message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumed {
+    pub topic: String,
+    pub partition: i32,
+    /// Producer create time (ms): when dts handed the message to Kafka.
+    pub timestamp_ms: i64,
+    pub offset: i64,
+    pub key: String,
+    pub payload: serde_json::Value,
+}
+
+/// Reads `topic` from the beginning of every partition until `expect`
+/// messages arrived or 30 s passed. Returns them in (partition, offset) order.
+pub fn read_topic(addr: &str, topic: &str, expect: usize) -> Vec<Consumed> {
+    read_until(addr, &[topic], |m| m.len() >= expect)
+}
+
+/// Reads `topics` from the beginning (partitions assigned directly: no
+/// group join to wait for) until `done` holds or 120 s pass (reads of a
+/// million messages on a busy machine take a while; the condition ends it).
+pub fn read_until(addr: &str, topics: &[&str], done: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", unique_topic("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        // The worker creates topics on first use: wait until this one exists.
+        let partitions = loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+            let n = metadata.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
+            if n > 0 || std::time::Instant::now() >= deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning).expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    while !done(&out) && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(Consumed {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                payload: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(serde_json::Value::Null),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    out
+}
+
+/// Ids whose message keys (their decimal text, as `primary_key` mode keys
+/// them) land on every one of `partitions` partitions: written after
+/// everything else, seeing them all means a topic was read to its end.
+pub fn fence_ids(partitions: u32) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut covered = std::collections::BTreeSet::new();
+    let mut id = 2_000_000_000_i64;
+    while covered.len() < partitions as usize {
+        if covered.insert(dts_pipeline::murmur2::partition_for(id.to_string().as_bytes(), partitions)) {
+            ids.push(id);
+        }
+        id += 1;
+    }
+    ids
+}
+
+/// Writes one fence row per partition (3 partitions) into `fence (id BIGINT
+/// PRIMARY KEY)`; returns their ids.
+pub async fn write_fences(src: &SourceDb) -> Vec<i64> {
+    let fences = fence_ids(3);
+    let values: Vec<String> = fences.iter().map(|id| format!("({id})")).collect();
+    src.exec(&[&format!("INSERT INTO fence VALUES {}", values.join(","))]).await;
+    fences
+}
+
+/// Reads `topic` until every fence row arrived, i.e. to its end. The check
+/// runs only when a fence message arrives, so reading stays linear.
+pub fn read_to_fence(addr: &str, topic: &str, fences: &[i64]) -> Vec<Consumed> {
+    let want: std::collections::BTreeSet<i64> = fences.iter().copied().collect();
+    let is_fence = |x: &Consumed| x.payload["source"]["table"] == "fence";
+    read_until(addr, &[topic], |m| {
+        m.last().is_some_and(is_fence)
+            && want.is_subset(
+                &m.iter().filter(|x| is_fence(x)).filter_map(|x| x.payload["after"]["id"].as_i64()).collect(),
+            )
+    })
+}
+
+/// Checks the token-bucket bound on producer timestamps: in every window
+/// starting at a message, at most `capacity + rate * t` messages (plus one
+/// for millisecond rounding).
+pub fn assert_rate_bound(timestamps_ms: &[i64], rate: f64, capacity: f64) {
+    let mut ts = timestamps_ms.to_vec();
+    ts.sort_unstable();
+    for (i, start) in ts.iter().enumerate() {
+        for (j, end) in ts.iter().enumerate().skip(i) {
+            let t = (end - start) as f64 / 1000.0;
+            let count = (j - i + 1) as f64;
+            assert!(count <= capacity + rate * t + 1.0, "{count} rows in {t:.3}s (rate {rate}, capacity {capacity})");
+        }
+    }
+}
