@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dts_control::auth::{parse_users_env, Authenticator};
+use dts_control::auth::{parse_users_env, Authenticator, Policy};
 use dts_control::{AppState, Limits, Placement};
 
 use crate::{fresh_store, Backend, TestStore};
@@ -37,6 +37,7 @@ pub struct Reply {
     pub content_type: String,
     pub request_id: Option<String>,
     pub www_authenticate: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -72,11 +73,19 @@ impl TestApi {
     }
 
     pub async fn start_with(backend: Backend, limits: Limits) -> Option<Self> {
+        // Tests send many wrong passwords from one address on purpose: only
+        // the throttling tests use the real limits.
+        let lenient = Policy { failures_per_window: 100_000, ..Policy::default() };
+        Self::start_custom(backend, limits, &format!("{SEED_USER}:{SEED_PASSWORD}"), lenient).await
+    }
+
+    /// The API with users from a `DTS_AUTH_USERS`-style list and a login policy.
+    pub async fn start_custom(backend: Backend, limits: Limits, users: &str, policy: Policy) -> Option<Self> {
         let db = fresh_store(backend).await?;
-        let users = parse_users_env(&format!("{SEED_USER}:{SEED_PASSWORD}")).unwrap();
+        let users = parse_users_env(users).unwrap();
         let state = AppState {
             store: db.store.clone(),
-            auth: Arc::new(Authenticator::new(users).unwrap()),
+            auth: Arc::new(Authenticator::with_policy(users, policy).unwrap()),
             placement: Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
             limits,
             cluster: None,
@@ -121,9 +130,10 @@ impl TestApi {
             let content_type = resp.header("content-type").unwrap_or_default().to_owned();
             let request_id = resp.header("x-request-id").map(str::to_owned);
             let www_authenticate = resp.header("www-authenticate").map(str::to_owned);
+            let retry_after = resp.header("retry-after").map(str::to_owned);
             let raw = resp.into_string().unwrap();
             let body = serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null);
-            Reply { status, body, raw, content_type, request_id, www_authenticate }
+            Reply { status, body, raw, content_type, request_id, www_authenticate, retry_after }
         })
         .await
         .unwrap()

@@ -176,6 +176,11 @@ async fn definite_errors_fail_the_task_with_the_reason() {
     let message = failed["message"].as_str().unwrap();
     assert!(message.contains("1045"), "{message}");
     assert!(!message.contains("wrong-password"), "never the password: {message}");
+    // An alter with the right password runs the failed task again.
+    let first = id;
+    body["task"]["source"]["password"] = json!(rig.src.password);
+    rig.api.call("PUT", &format!("/v1/dispatch/alter/{first}"), Some(&body.to_string())).await.expect_ok();
+    rig.wait_task(first, "Running after the alter", |t| t["state"] == "Running" && t["message"] == "").await;
 
     let user = format!("np{}", &db[4..]);
     rig.src.exec(&[&format!("CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'")]).await;

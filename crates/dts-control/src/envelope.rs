@@ -44,11 +44,18 @@ fn respond<T: Serialize>(status: StatusCode, code: ErrorCode, message: &str, dat
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after: None }
+    }
+
+    /// A 429 that tells the client when to come back.
+    pub fn too_many(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self { code: ErrorCode::TooManyRequests, message: message.into(), retry_after: Some(retry_after_secs.max(1)) }
     }
 
     pub fn task_not_found(id: i64) -> Self {
@@ -84,6 +91,9 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthorized {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"dts\", charset=\"UTF-8\""));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

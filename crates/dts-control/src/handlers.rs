@@ -26,7 +26,7 @@ pub async fn submit(
     let lease_ms = state.cluster.as_ref().map_or(0, |c| c.lease_ms);
     let placement = state.placement.assignment(&state.store, lease_ms).await?;
     let task = state.store.create_task(&spec, placement.as_ref()).await?;
-    tracing::info!(task = task.id, source = %task.source_addr, dest = %task.dest_addr, "task submitted");
+    tracing::info!(task = task.id, source = ?task.source_addr, dest = ?task.dest_addr, "task submitted");
     Ok(ok(json!({ "addr": task.service_addr, "id": task.id })))
 }
 
@@ -41,6 +41,11 @@ pub async fn alter(state: web::Data<AppState>, req: HttpRequest, body: web::Payl
         match state.store.alter_task(id, current.version, &spec).await? {
             AlterOutcome::Altered(task) => {
                 tracing::info!(task = id, version = task.version, "task altered");
+                // A failed task meant to run is retried with its new settings
+                // (the usual fix: the right password or address).
+                if task.state == dts_core::TaskState::Failed && task.desired_state == DesiredState::Running {
+                    state.store.set_desired_state(id, DesiredState::Running).await?;
+                }
                 return Ok(ok(json!({})));
             }
             AlterOutcome::NotFound => return Err(ApiError::task_not_found(id)),

@@ -59,7 +59,7 @@ fn proven(state: &AppState, req: &HttpRequest, mut resp: HttpResponse) -> HttpRe
     resp
 }
 
-fn check_token(state: &AppState, req: &HttpRequest) -> Result<i64, ApiError> {
+pub(crate) fn check_token(state: &AppState, req: &HttpRequest) -> Result<i64, ApiError> {
     let denied = |why: &str| ApiError::new(ErrorCode::Unauthorized, why.to_owned());
     let Some(cluster) = &state.cluster else {
         return Err(denied("this node does not serve workers: set DTS_CLUSTER_TOKEN on the control plane"));
@@ -85,6 +85,25 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string()))
 }
 
+/// Most tasks one worker may take: far above what one process runs, low
+/// enough that the scheduler's sums never overflow.
+pub const MAX_CAPACITY: i64 = 10_000;
+
+fn check_heartbeat(beat: &Heartbeat) -> Result<(), ApiError> {
+    let bad = |msg: String| Err(ApiError::new(ErrorCode::InvalidField, msg));
+    let sane = |s: &str, max: usize| s.chars().count() <= max && !s.chars().any(char::is_control);
+    if beat.worker_id.is_empty() || !sane(&beat.worker_id, 128) {
+        return bad("worker_id must be 1 to 128 characters without control characters".into());
+    }
+    if !(1..=MAX_CAPACITY).contains(&beat.capacity) {
+        return bad(format!("capacity must be between 1 and {MAX_CAPACITY}, got {}", beat.capacity));
+    }
+    if beat.addr.is_empty() || !sane(&beat.addr, 260) || !sane(&beat.version, 64) {
+        return bad("addr (host:port) and version must be short and without control characters".into());
+    }
+    Ok(())
+}
+
 pub async fn heartbeat(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -92,9 +111,7 @@ pub async fn heartbeat(
 ) -> Result<HttpResponse, ApiError> {
     let lease_ms = check_token(&state, &req)?;
     let beat: Heartbeat = json_body(&state, &req, body).await?;
-    if beat.worker_id.is_empty() || beat.capacity < 1 {
-        return Err(ApiError::new(ErrorCode::InvalidField, "worker_id must be set and capacity at least 1"));
-    }
+    check_heartbeat(&beat)?;
     state.store.worker_heartbeat(&beat.worker_id, &beat.addr, beat.capacity, &beat.version).await?;
     state.store.renew_task_leases(&beat.worker_id, lease_ms).await?;
     let mut tasks = Vec::new();
@@ -155,4 +172,26 @@ pub async fn task_state(
     let (id, r, task_state) = report(&state, &req, body, |r: &StateReport| &r.state).await?;
     let accepted = state.store.record_state(id, r.epoch, task_state, &r.message).await?;
     Ok(proven(&state, &req, ok(ReportReply { accepted })))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn beat(capacity: i64) -> Heartbeat {
+        Heartbeat { worker_id: "w1".into(), addr: "10.0.0.1:8080".into(), capacity, version: "0.1.0".into() }
+    }
+
+    #[test]
+    fn heartbeats_out_of_range_are_refused() {
+        assert!(check_heartbeat(&beat(16)).is_ok());
+        for capacity in [0, -1, MAX_CAPACITY + 1, i64::MAX, i64::MIN] {
+            assert_eq!(check_heartbeat(&beat(capacity)).unwrap_err().code, ErrorCode::InvalidField, "{capacity}");
+        }
+        let forged = Heartbeat { worker_id: "w1\nforged line".into(), ..beat(1) };
+        assert!(check_heartbeat(&forged).is_err());
+        let huge = Heartbeat { addr: "a".repeat(10_000), ..beat(1) };
+        assert!(check_heartbeat(&huge).is_err());
+    }
 }

@@ -151,30 +151,62 @@ async fn request_id_and_access_log(
         res.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     tracing::debug!(
-        request_id = %id, %method, %path, status = res.status().as_u16(),
+        request_id = %id, %method, path = ?path, status = res.status().as_u16(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request"
     );
     Ok(res)
 }
 
-/// Every endpoint but `/healthz` needs Basic credentials; `/internal/`
-/// endpoints check the cluster token instead (in their handlers).
+/// Every endpoint but `/healthz` needs credentials, unknown paths and wrong
+/// methods included, so nothing can be enumerated without them: Basic
+/// credentials whose role allows the request, or for `/internal/` the
+/// cluster's (checked again, with the body, in the handlers).
 async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if req.path() != "/healthz" && !req.path().starts_with("/internal/") {
-        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-            let err = envelope::ApiError::new(dts_core::ErrorCode::Internal, "application state missing");
-            return Ok(req.into_response(err.error_response()));
-        };
-        let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if let Err(err) = state.auth.check(header).await {
-            tracing::info!(path = %req.path(), peer = ?req.peer_addr(), "authentication failed");
+    if req.path() == "/healthz" {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        let err = envelope::ApiError::new(dts_core::ErrorCode::Internal, "application state missing");
+        return Ok(req.into_response(err.error_response()));
+    };
+    if req.path().starts_with("/internal/") {
+        if let Err(err) = internal::check_token(&state, req.request()) {
+            tracing::info!(path = ?req.path(), peer = ?req.peer_addr(), "cluster authentication failed");
             return Ok(req.into_response(err.error_response()));
         }
+        return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    Ok(next.call(req).await?.map_into_boxed_body())
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let client = req.peer_addr().map(|a| a.ip());
+    let identity = match state.auth.check(header, client).await {
+        Ok(identity) => identity,
+        Err(err) => {
+            tracing::info!(path = ?req.path(), peer = ?req.peer_addr(), code = err.code.number(), "authentication failed");
+            return Ok(req.into_response(err.error_response()));
+        }
+    };
+    let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    if identity.role == auth::Role::Viewer && !reads {
+        let err = envelope::ApiError::new(
+            dts_core::ErrorCode::Forbidden,
+            format!("user {:?} has the viewer role, which may only read; ask an operator or admin", identity.name),
+        );
+        return Ok(req.into_response(err.error_response()));
+    }
+    let changes = !reads;
+    let (method, path, peer) = (req.method().clone(), req.path().to_owned(), req.peer_addr());
+    let res = next.call(req).await?.map_into_boxed_body();
+    if changes {
+        // The audit trail: who changed what, from where, and how it ended.
+        tracing::info!(
+            target: "dts::audit", user = ?identity.name, role = identity.role.as_str(), %method, path = ?path,
+            peer = ?peer, status = res.status().as_u16(), "change"
+        );
+    }
+    Ok(res)
 }
 
 /// Serves the API on `listen` until `shutdown` completes, then finishes the

@@ -56,6 +56,6 @@ async fn set_state(state: web::Data<AppState>, req: HttpRequest, to: &str) -> Re
     if !state.store.set_worker_state(&id, to).await? {
         return Err(ApiError::new(ErrorCode::WorkerNotFound, format!("worker {id:?} is not known")));
     }
-    tracing::info!(worker = %id, state = to, "worker state set");
+    tracing::info!(worker = ?id, state = to, "worker state set");
     Ok(ok(serde_json::json!({ "id": id, "state": to })))
 }

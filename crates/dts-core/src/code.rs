@@ -38,6 +38,9 @@ pub enum ErrorCode {
     InvalidTaskId,
     /// Missing or wrong credentials.
     Unauthorized,
+    /// The user's role does not allow this request (a viewer changing
+    /// something, a non-admin managing users).
+    Forbidden,
     /// No task with that id.
     TaskNotFound,
     /// No worker node with that id.
@@ -51,6 +54,9 @@ pub enum ErrorCode {
     Conflict,
     /// The request body is larger than the configured limit.
     BodyTooLarge,
+    /// Too many failed logins for this user or from this address, or too
+    /// many password checks at once; `Retry-After` says when to retry.
+    TooManyRequests,
     /// A bug or an unexpected condition on our side.
     Internal,
     /// The task store cannot be reached right now; retrying may succeed.
@@ -76,12 +82,14 @@ impl ErrorCode {
             Self::InvalidQuery => 40030,
             Self::InvalidTaskId => 40031,
             Self::Unauthorized => 40100,
+            Self::Forbidden => 40300,
             Self::TaskNotFound => 40400,
             Self::WorkerNotFound => 40401,
             Self::RouteNotFound => 40404,
             Self::MethodNotAllowed => 40500,
             Self::Conflict => 40900,
             Self::BodyTooLarge => 41300,
+            Self::TooManyRequests => 42900,
             Self::Internal => 50000,
             Self::StoreUnavailable => 50300,
         }
@@ -96,7 +104,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::Ok,
         Self::MalformedJson,
         Self::InvalidField,
@@ -112,12 +120,14 @@ impl ErrorCode {
         Self::InvalidQuery,
         Self::InvalidTaskId,
         Self::Unauthorized,
+        Self::Forbidden,
         Self::TaskNotFound,
         Self::WorkerNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::Conflict,
         Self::BodyTooLarge,
+        Self::TooManyRequests,
         Self::Internal,
         Self::StoreUnavailable,
     ];

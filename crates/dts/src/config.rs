@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use dts_control::auth::{parse_users_env, Credential, UserEntry};
+use dts_control::auth::{check_name, parse_users_env, Credential, Role, UserEntry};
 use dts_core::spec::Secret;
 use serde::Deserialize;
 
@@ -107,6 +107,8 @@ pub struct FileUser {
     pub name: String,
     pub password: Option<Secret>,
     pub password_hash: Option<String>,
+    /// `admin` (the default), `operator` or `viewer`.
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +216,8 @@ impl Settings {
                     )))
                 }
             };
-            users.push(UserEntry { name: u.name, credential });
+            check_name(&u.name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            users.push(UserEntry { name: u.name, credential, role: u.role.unwrap_or(Role::Admin) });
         }
         if let Some(text) = users_env {
             users.extend(parse_users_env(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use dts_control::auth::{generate_password, hash_password, Authenticator, Credential, UserEntry};
+use dts_control::auth::{generate_password, hash_password, Authenticator, Credential, Role, UserEntry};
 use dts_control::internal::ClusterSettings;
 use dts_control::scheduler::SchedulerConfig;
 use dts_control::{AppState, Placement};
@@ -305,7 +305,7 @@ async fn users_with_bootstrap(store: &Store, mut users: Vec<UserEntry>) -> Resul
     }
     for u in stored {
         if !users.iter().any(|c| c.name == u.name) {
-            users.push(UserEntry { name: u.name, credential: Credential::Hash(u.password_hash) });
+            users.push(UserEntry { name: u.name, credential: Credential::Hash(u.password_hash), role: Role::Admin });
         }
     }
     Ok(users)
