@@ -4,6 +4,7 @@
 #   scripts/services.sh up [mariadb] [postgres] [kafka]   start them (all when none named)
 #   scripts/services.sh up mariadb-single          one MariaDB only (a test's own server)
 #   scripts/services.sh up mariadb-replicated      a MariaDB and a GTID replica of it
+#   scripts/services.sh up mariadb-tls             a MariaDB that requires TLS (private CA)
 #   scripts/services.sh down                       stop what `up` started
 #   scripts/services.sh restart mariadb            stop and start it again, data kept
 #                                                  (for source-restart tests)
@@ -103,10 +104,10 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
-# start_mariadb NAME METADATA ENV_PREFIX [SERVER_ID]: a private MariaDB in
-# $DIR/NAME logging `binlog_row_metadata=METADATA`.
+# start_mariadb NAME METADATA ENV_PREFIX [SERVER_ID] [EXTRA_CNF]: a private
+# MariaDB in $DIR/NAME logging `binlog_row_metadata=METADATA`.
 start_mariadb() {
-    local name="$1" metadata="$2" prefix="$3" server_id="${4:-1}"
+    local name="$1" metadata="$2" prefix="$3" server_id="${4:-1}" extra="${5:-}"
     local d="$DIR/$name" port; port=$(free_port)
     stop_pidfile "$d/mariadb.pid"
     rm -rf "$d"; mkdir -p "$d/data" "$d/binlog" "$d/tmp"
@@ -134,6 +135,7 @@ innodb_flush_log_at_trx_commit=2
 sync_binlog=0
 max_connections=500
 skip-name-resolve
+$extra
 $( [ "$(id -u)" -eq 0 ] && echo "user=root" )
 [client]
 socket=$d/mysqld.sock
@@ -169,6 +171,20 @@ CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$port, MASTER_USER='dts',
 START SLAVE;
 EOF
     log "MariaDB replica of 127.0.0.1:$port started"
+}
+
+# A MariaDB that accepts TLS connections only, with a certificate for
+# 127.0.0.1 from a private CA (DTS_TEST_MYSQL_CA names the CA file).
+start_mariadb_tls() {
+    local d="$DIR/mariadb-tls-certs"
+    rm -rf "$d"
+    "$ROOT/scripts/certs.sh" "$d"
+    chmod 644 "$d"/*.key
+    start_mariadb mariadb FULL DTS_TEST_MYSQL 1 "ssl_ca=$d/ca.pem
+ssl_cert=$d/server.pem
+ssl_key=$d/server.key
+require_secure_transport=ON"
+    echo "export DTS_TEST_MYSQL_CA='$d/ca.pem'" >> "$ENV_FILE"
 }
 
 start_postgres() {
@@ -250,9 +266,10 @@ up() {
             mariadb-single) start_mariadb mariadb FULL DTS_TEST_MYSQL ;;
             mariadb-replicated) start_mariadb mariadb FULL DTS_TEST_MYSQL
                                 start_mariadb_replica ;;
+            mariadb-tls) start_mariadb_tls ;;
             postgres) start_postgres ;;
             kafka) start_kafka ;;
-            *) log "unknown service $svc (known: mariadb mariadb-single mariadb-replicated postgres kafka)"; return 2 ;;
+            *) log "unknown service $svc (known: mariadb mariadb-single mariadb-replicated mariadb-tls postgres kafka)"; return 2 ;;
         esac
     done
     log "env written to $ENV_FILE"

@@ -40,22 +40,24 @@ impl SourceDb {
         Some(Self::create_on(&url).await)
     }
 
-    /// Creates a fresh database on the server at `url` (`mysql://user:pw@host:port`).
+    /// Creates a fresh database on the server at `url`
+    /// (`mysql://user:pw@host:port[?client options]`).
     pub async fn create_on(url: &str) -> Self {
+        let (url, params) = url.split_once('?').map_or((url, String::new()), |(u, p)| (u, format!("?{p}")));
         let url = url.to_owned();
         let rest = url.trim_start_matches("mysql://").trim_end_matches('/');
         let (userinfo, hostport) = rest.rsplit_once('@').expect("user@host in DTS_TEST_MYSQL_URL");
         let (user, password) = userinfo.split_once(':').expect("user:password in DTS_TEST_MYSQL_URL");
         let (host, port) = hostport.rsplit_once(':').expect("host:port in DTS_TEST_MYSQL_URL");
         let db = format!("src_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-        let admin = mysql_async::Pool::new(url.as_str());
+        let admin = mysql_async::Pool::new(format!("{url}{params}").as_str());
         {
             use mysql_async::prelude::Queryable;
             let mut conn = admin.get_conn().await.expect("connect to the test MariaDB");
             conn.query_drop(format!("CREATE DATABASE `{db}`")).await.expect("create database");
         }
         admin.disconnect().await.ok();
-        let pool = mysql_async::Pool::new(format!("{url}/{db}").as_str());
+        let pool = mysql_async::Pool::new(format!("{url}/{db}{params}").as_str());
         Self {
             host: host.to_owned(),
             port: port.parse().expect("port"),
@@ -84,6 +86,7 @@ impl SourceDb {
             server_id,
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            tls: dts_core::spec::SourceTls::default(),
         }
     }
 }
@@ -124,6 +127,16 @@ impl PrivateMariaDb {
         Self::start_service("mariadb-replicated")
     }
 
+    /// Starts one that accepts TLS connections only (`ca_path` names its CA).
+    pub fn start_tls() -> Option<Self> {
+        Self::start_service("mariadb-tls")
+    }
+
+    /// The CA certificate of a server started with [`PrivateMariaDb::start_tls`].
+    pub fn ca_pem(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("mariadb-tls-certs/ca.pem")).ok()
+    }
+
     fn start_service(service: &str) -> Option<Self> {
         if std::env::var("DTS_TEST_MYSQL_URL").is_err() {
             assert!(!required(), "DTS_TEST_MYSQL_URL is not set but DTS_REQUIRE_SERVICES=1");
@@ -139,6 +152,10 @@ impl PrivateMariaDb {
                 .map(str::to_owned)
         };
         me.url = var("DTS_TEST_MYSQL_URL").expect("DTS_TEST_MYSQL_URL in env");
+        if var("DTS_TEST_MYSQL_CA").is_some() {
+            // The tests' own admin connections: TLS, the private CA unchecked.
+            me.url.push_str("?require_ssl=true&verify_ca=false&verify_identity=false");
+        }
         me.replica_url = var("DTS_TEST_MYSQL_REPLICA_URL");
         Some(me)
     }

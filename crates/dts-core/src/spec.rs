@@ -26,6 +26,8 @@ pub mod max_len {
     pub const HOST: usize = 253;
     pub const USERNAME: usize = 80;
     pub const PASSWORD: usize = 1024;
+    /// A PEM bundle (a few certificates).
+    pub const PEM: usize = 64 * 1024;
     pub const KAFKA_ADDR: usize = 4096;
     pub const DBNAME: usize = 64;
     /// An exact table name has at most 64; a `/regex/` may be longer.
@@ -93,6 +95,9 @@ pub struct SourceSpec {
     /// no endpoint returns it. Absent on alter means "keep the current one".
     #[serde(default, skip_serializing)]
     pub password: Option<Secret>,
+    /// How the connection is secured; `preferred` when absent.
+    #[serde(default, skip_serializing_if = "SourceTls::is_default")]
+    pub tls: SourceTls,
 }
 
 impl fmt::Debug for SourceSpec {
@@ -102,8 +107,46 @@ impl fmt::Debug for SourceSpec {
             .field("port", &self.port)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.mode)
             .finish()
     }
+}
+
+/// `source.tls`: TLS to the source, with MySQL's `--ssl-mode` meanings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTls {
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM certificate(s) of the CA that signed the server's certificate,
+    /// for `verify_ca` and `verify_identity`; without it the public web
+    /// roots are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+impl SourceTls {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// MySQL's `--ssl-mode` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, plain otherwise; the certificate is
+    /// not checked (protects against passive listeners only).
+    #[default]
+    Preferred,
+    /// TLS or no connection; the certificate is not checked.
+    Required,
+    /// TLS with a certificate signed by the CA; any host name.
+    VerifyCa,
+    /// TLS with a certificate signed by the CA for the host connected to.
+    VerifyIdentity,
 }
 
 impl SourceSpec {
@@ -330,6 +373,9 @@ impl TaskSpec {
         if let Some(p) = &s.password {
             too_long(ErrorCode::InvalidSource, "task.source.password".into(), p.expose(), max_len::PASSWORD)?;
         }
+        if let Some(ca) = &s.tls.ca_pem {
+            too_long(ErrorCode::InvalidSource, "task.source.tls.ca_pem".into(), ca, max_len::PEM)?;
+        }
         let k = &self.kafka;
         too_long(ErrorCode::InvalidKafka, "task.kafka.addr".into(), &k.addr, max_len::KAFKA_ADDR)?;
         if let Some(topic) = &k.topic {
@@ -384,6 +430,14 @@ impl TaskSpec {
         }
         if s.username.chars().any(char::is_control) {
             return bad("task.source.username", "must not contain control characters");
+        }
+        if let Some(ca) = &s.tls.ca_pem {
+            if !ca.contains("-----BEGIN CERTIFICATE-----") {
+                return bad("task.source.tls.ca_pem", "must be PEM text holding at least one CERTIFICATE block");
+            }
+            if !matches!(s.tls.mode, TlsMode::VerifyCa | TlsMode::VerifyIdentity) {
+                return bad("task.source.tls.ca_pem", "is only used with mode verify_ca or verify_identity");
+            }
         }
         if s.port == 0 {
             return bad("task.source.port", "must be between 1 and 65535");

@@ -32,7 +32,7 @@ pub mod snapshot;
 
 use std::time::Duration;
 
-use dts_core::spec::Secret;
+use dts_core::spec::{Secret, SourceTls, TlsMode};
 use mysql_async::prelude::Queryable;
 
 pub use position::{Checkpoint, Flavor};
@@ -113,28 +113,89 @@ pub struct SourceConfig {
     /// sends heartbeats every second, so this only fires when it is gone.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    pub tls: SourceTls,
 }
 
 impl SourceConfig {
-    fn opts(&self) -> mysql_async::Opts {
+    fn opts(&self, ssl: Option<mysql_async::SslOpts>) -> mysql_async::Opts {
         mysql_async::OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass(Some(self.password.expose().to_owned()))
             .prefer_socket(false)
+            .ssl_opts(ssl)
             .into()
     }
 
-    /// A fresh connection, bounded by `connect_timeout`.
-    pub async fn connect(&self) -> Result<mysql_async::Conn, SourceError> {
-        match tokio::time::timeout(self.connect_timeout, mysql_async::Conn::new(self.opts())).await {
-            Ok(result) => result.map_err(SourceError::from_mysql),
-            Err(_) => Err(SourceError::Transient(format!(
-                "source {}:{} did not answer within {:?}",
-                self.host, self.port, self.connect_timeout
-            ))),
+    /// The TLS settings for `tls.mode`, as MySQL's `--ssl-mode` means them.
+    fn ssl_opts(&self) -> Option<mysql_async::SslOpts> {
+        let unchecked = || {
+            mysql_async::SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true)
+        };
+        let with_ca = |opts: mysql_async::SslOpts| match &self.tls.ca_pem {
+            Some(pem) => opts.with_root_certs(vec![pem.as_bytes().to_vec().into()]).with_disable_built_in_roots(true),
+            None => opts,
+        };
+        match self.tls.mode {
+            TlsMode::Disabled => None,
+            TlsMode::Preferred | TlsMode::Required => Some(unchecked()),
+            TlsMode::VerifyCa => {
+                Some(with_ca(mysql_async::SslOpts::default().with_danger_skip_domain_validation(true)))
+            }
+            TlsMode::VerifyIdentity => Some(with_ca(mysql_async::SslOpts::default())),
         }
+    }
+
+    /// A fresh connection, bounded by `connect_timeout`. `preferred` falls
+    /// back to plain TCP only when the server offers no TLS at all.
+    pub async fn connect(&self) -> Result<mysql_async::Conn, SourceError> {
+        match self.connect_with(self.ssl_opts()).await {
+            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
+                if self.tls.mode == TlsMode::Preferred =>
+            {
+                self.connect_with(None).await
+            }
+            other => other,
+        }
+        .map_err(|e| match e {
+            mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+                SourceError::Definite(format!(
+                    "source {}:{} does not offer TLS, which source.tls.mode {:?} requires",
+                    self.host, self.port, self.tls.mode
+                ))
+            }
+            e if is_tls_failure(&e) => SourceError::Definite(format!(
+                "TLS to source {}:{} failed: {e} (check source.tls.mode and source.tls.ca_pem)",
+                self.host, self.port
+            )),
+            e => SourceError::from_mysql(e),
+        })
+    }
+
+    async fn connect_with(&self, ssl: Option<mysql_async::SslOpts>) -> Result<mysql_async::Conn, mysql_async::Error> {
+        match tokio::time::timeout(self.connect_timeout, mysql_async::Conn::new(self.opts(ssl))).await {
+            Ok(result) => result,
+            Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("source {}:{} did not answer within {:?}", self.host, self.port, self.connect_timeout),
+            )))),
+        }
+    }
+}
+
+/// A certificate the client refused (or the server refused ours): retrying
+/// does not help until the settings change.
+fn is_tls_failure(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => true,
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => {
+            let text = io.to_string();
+            text.contains("certificate") || text.contains("InvalidCertificate") || text.contains("UnknownIssuer")
+        }
+        _ => false,
     }
 }
 

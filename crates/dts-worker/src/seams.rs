@@ -173,6 +173,7 @@ impl Endpoints for Live {
             server_id: cfg.server_id_base.wrapping_add(task.id as u32),
             idle_timeout: cfg.source_idle_timeout,
             connect_timeout: Duration::from_secs(10),
+            tls: spec.source.tls.clone(),
         };
         let selection: Arc<dyn Selection> = Arc::new(FilterSelection::new(filter, &spec.kafka));
         let mut conn = source.connect().await?;

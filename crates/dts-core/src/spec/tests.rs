@@ -309,3 +309,25 @@ fn long_filter_chains_are_capped_not_crashed() {
     let e = parse(&with_task(|t| t["filters"][0]["filter"] = deep.into())).unwrap_err();
     assert!(e.message.contains("levels of nesting"), "{e}");
 }
+
+#[test]
+fn source_tls_modes_parse_and_a_ca_needs_a_verifying_mode() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for mode in ["disabled", "preferred", "required", "verify_ca", "verify_identity"] {
+        let spec = parse(&with_task(|t| t["source"]["tls"] = serde_json::json!({"mode": mode}))).unwrap();
+        assert_eq!(serde_json::to_value(spec.source.tls.mode).unwrap(), mode);
+    }
+    assert_eq!(parse(SEED_BODY).unwrap().source.tls.mode, TlsMode::Preferred, "MySQL's default");
+    let verify = with_task(|t| t["source"]["tls"] = serde_json::json!({"mode": "verify_ca", "ca_pem": pem}));
+    assert_eq!(parse(&verify).unwrap().source.tls.ca_pem.as_deref(), Some(pem));
+    let cases = [
+        (serde_json::json!({"mode": "required", "ca_pem": pem}), "task.source.tls.ca_pem"),
+        (serde_json::json!({"mode": "verify_ca", "ca_pem": "not pem"}), "task.source.tls.ca_pem"),
+        (serde_json::json!({"mode": "sometimes"}), "task.source.tls.mode"),
+        (serde_json::json!({"mode": "required", "cert": "x"}), "task.source.tls"),
+    ];
+    for (tls, field) in cases {
+        let e = parse(&with_task(|t| t["source"]["tls"] = tls.clone())).unwrap_err();
+        assert!(e.field.starts_with(field), "{tls}: {e}");
+    }
+}
