@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod handlers;
 pub mod internal;
 pub mod scheduler;
+pub mod tls;
 pub mod views;
 pub mod workers;
 
@@ -211,18 +212,21 @@ async fn authenticate(
 
 /// Serves the API on `listen` until `shutdown` completes, then finishes the
 /// requests in flight (up to 10 s) and returns.
+/// With `tls`, the listener speaks HTTPS only (HTTP/2 and HTTP/1.1).
 pub async fn serve(
     state: AppState,
     listen: SocketAddr,
     workers: usize,
+    tls: Option<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let server = HttpServer::new(move || app(state.clone()))
-        .workers(workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(10)
-        .bind(listen)?
-        .run();
+    let server =
+        HttpServer::new(move || app(state.clone())).workers(workers.max(1)).disable_signals().shutdown_timeout(10);
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(listen, config)?,
+        None => server.bind(listen)?,
+    }
+    .run();
     let handle = server.handle();
     tokio::spawn(async move {
         shutdown.await;

@@ -31,11 +31,26 @@ impl std::fmt::Debug for ControlClient {
 }
 
 impl ControlClient {
-    pub fn new(bases: Vec<String>, token: Secret, timeout: Duration) -> Result<Self, String> {
+    /// `ca_pem`: the CA certificate(s) that signed `https://` control
+    /// planes' certificates, besides the public roots. Host names are
+    /// verified; redirects are never followed (a redirect could send the
+    /// cluster's requests elsewhere).
+    pub fn new(bases: Vec<String>, token: Secret, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<Self, String> {
         if bases.is_empty() {
             return Err("no control-plane address given".into());
         }
-        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|e| e.to_string())?;
+        let mut http = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the control CA is not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("the control CA holds no CERTIFICATE block".into());
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| e.to_string())?;
         let bases = bases
             .into_iter()
             .map(|b| {

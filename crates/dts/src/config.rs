@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// Worker heartbeat lease in ms: a silent worker loses its tasks after this [default: 5000]
     #[arg(long, env = "DTS_LEASE_MS")]
     pub lease_ms: Option<i64>,
+    /// PEM certificate chain: with --tls-key, the listener speaks HTTPS only (re-read when the files change)
+    #[arg(long, env = "DTS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "DTS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Options of `dts worker`, on top of the shared ones.
@@ -70,6 +76,9 @@ pub struct WorkerArgs {
     /// Most tasks this node runs at once [default: 16]
     #[arg(long, env = "DTS_WORKER_CAPACITY")]
     pub capacity: Option<i64>,
+    /// PEM CA certificate(s) that signed the control planes' certificates (for https:// control URLs)
+    #[arg(long, env = "DTS_CONTROL_CA")]
+    pub control_ca: Option<PathBuf>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.
@@ -92,6 +101,9 @@ pub struct FileConfig {
     pub control: Option<Vec<String>>,
     pub worker_id: Option<String>,
     pub capacity: Option<i64>,
+    pub control_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Largest request body in bytes [default: 1 MiB].
     pub max_body_bytes: Option<usize>,
     /// Largest `per_page` of the task list [default: 1000].
@@ -151,6 +163,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub cluster_token: Option<Secret>,
     pub lease_ms: i64,
+    /// Certificate and key files: the listener speaks HTTPS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -204,6 +218,11 @@ impl Settings {
             }
             limits.max_per_page = n;
         }
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError::Invalid("tls_cert and tls_key go together: set both or neither".into())),
+        };
         let mut users = Vec::new();
         for u in file.users {
             let credential = match (u.password, u.password_hash) {
@@ -234,6 +253,7 @@ impl Settings {
             worker,
             cluster_token: args.cluster_token.map(Secret::new).or(file.cluster_token),
             lease_ms,
+            tls,
         })
     }
 }

@@ -176,13 +176,22 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
         }
     };
     tracing::info!(listen = %settings.listen, advertise = %settings.advertise, data_dir = %settings.data_dir.display(), mode = ?mode, "serving the dts API");
-    let served = dts_control::serve(state, settings.listen, settings.http_workers, shutdown_signal()).await;
+    let tls = listener_tls(&settings)?;
+    let served = dts_control::serve(state, settings.listen, settings.http_workers, tls, shutdown_signal()).await;
     let _ = stop_background.send(true);
     let _ = background.await;
     served.map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn listener_tls(settings: &Settings) -> Result<Option<rustls::ServerConfig>, RunError> {
+    settings
+        .tls
+        .as_ref()
+        .map(|(cert, key)| dts_control::tls::server_config(cert, key).map_err(|e| RunError::Other(e.to_string())))
+        .transpose()
 }
 
 fn worker_config(worker_id: String, settings: &Settings) -> WorkerConfig {
@@ -200,6 +209,13 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
     let control = if args.control.is_empty() { file.control.clone().unwrap_or_default() } else { args.control };
     let worker_id = args.worker_id.or(file.worker_id.clone());
     let capacity = args.capacity.or(file.capacity).unwrap_or(16);
+    let control_ca = match args.control_ca.or(file.control_ca.clone()) {
+        Some(path) => Some(
+            std::fs::read(&path)
+                .map_err(|e| RunError::Other(format!("cannot read the control CA {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let settings = Settings::resolve(args.serve, file, None)?;
     if control.is_empty() {
         return Err(RunError::Other("`dts worker` needs its control planes: set DTS_CONTROL_URLS or --control".into()));
@@ -220,7 +236,8 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
         .build()
         .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5)).map_err(RunError::Other)?;
+        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5), control_ca.as_deref())
+            .map_err(RunError::Other)?;
         let beat = Heartbeat {
             worker_id: worker_id.clone(),
             addr: settings.advertise.clone(),
@@ -243,8 +260,11 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
             )
         })
         .workers(1)
-        .disable_signals()
-        .bind(settings.listen)
+        .disable_signals();
+        let served = match listener_tls(&settings)? {
+            Some(tls) => served.bind_rustls_0_23(settings.listen, tls),
+            None => served.bind(settings.listen),
+        }
         .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
         .run();
         let handle = served.handle();

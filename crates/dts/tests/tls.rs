@@ -1,0 +1,177 @@
+//! TLS on every hop of a cluster: the REST API over HTTPS only (HTTP/2 and
+//! HTTP/1.1), workers reaching the control plane over verified HTTPS, and
+//! the source over verified TLS; plus a certificate renewed on disk being
+//! served without a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dts_e2e::{kafka_addr, read_until, unique_topic, PrivateMariaDb, SourceDb};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dts");
+const AUTH: &str = "Basic b3BzOnB3"; // ops:pw
+const TOKEN: &str = "tls-cluster-token";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(envs.iter().copied()).env("DTS_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
+    Proc(cmd.spawn().unwrap())
+}
+
+fn certs(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/certs.sh");
+    assert!(Command::new(script).arg(dir).status().unwrap().success());
+}
+
+/// A client that trusts only `ca` (no public roots), HTTP/2 when offered.
+fn client(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<&Value>) -> Value {
+    let mut req = http.request(method, url).header("Authorization", AUTH);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    resp.json().await.unwrap()
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_with_tls_on_every_hop() {
+    let Some(kafka) = kafka_addr() else { return };
+    let Some(server) = PrivateMariaDb::start_tls() else { return };
+    let source_ca = server.ca_pem().unwrap();
+    let src = SourceDb::create_on(&server.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    certs(&pki);
+    let (cert, key, ca) = (pki.join("server.pem"), pki.join("server.key"), pki.join("ca.pem"));
+    let tls_args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+
+    let cp_port = free_port();
+    let store = format!("sqlite://{}", dir.path().join("dts.db").display());
+    let key_b64 = String::from_utf8(Command::new(BIN).arg("gen-key").output().unwrap().stdout).unwrap();
+    let listen = format!("127.0.0.1:{cp_port}");
+    let mut args = vec!["control", "--listen", &listen];
+    args.extend(tls_args);
+    let _cp = spawn(
+        &args,
+        &[
+            ("DTS_STORE_URL", &store),
+            ("DTS_SECRET_KEY", key_b64.trim()),
+            ("DTS_CLUSTER_TOKEN", TOKEN),
+            ("DTS_AUTH_USERS", "ops:pw"),
+        ],
+    );
+    let http = client(&ca);
+    let base = format!("https://localhost:{cp_port}");
+    wait_for("the control plane over HTTPS", 30, || {
+        let (http, url) = (http.clone(), format!("{base}/healthz"));
+        async move { http.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+
+    // HTTPS only: plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    assert!(plain.get(format!("http://127.0.0.1:{cp_port}/healthz")).send().await.is_err(), "plain HTTP refused");
+    // HTTP/2 is offered (ALPN) and used.
+    let h2 = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+
+    // A worker that verifies the control plane's certificate.
+    let w_port = free_port();
+    let (w_listen, w_data) = (format!("127.0.0.1:{w_port}"), dir.path().join("w1"));
+    let mut wargs = vec![
+        "worker",
+        "--listen",
+        &w_listen,
+        "--control",
+        &base,
+        "--control-ca",
+        ca.to_str().unwrap(),
+        "--worker-id",
+        "w1",
+        "--data-dir",
+        w_data.to_str().unwrap(),
+    ];
+    wargs.extend(tls_args);
+    let _worker = spawn(&wargs, &[("DTS_CLUSTER_TOKEN", TOKEN)]);
+    wait_for("the worker to join over HTTPS", 30, || {
+        let (http, url) = (http.clone(), format!("{base}/v1/workers"));
+        async move {
+            let Ok(r) = http.get(url).header("Authorization", AUTH).send().await else { return false };
+            let v: Value = r.json().await.unwrap_or_default();
+            v["data"]["workers"].as_array().is_some_and(|w| w.iter().any(|w| w["id"] == "w1"))
+        }
+    })
+    .await;
+
+    // A task reading the source over verified TLS.
+    src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"]).await;
+    let topic = unique_topic("tlshops");
+    let body = json!({"task": {
+        "source": {"host": src.host, "port": src.port, "username": src.user, "password": src.password,
+                   "tls": {"mode": "verify_identity", "ca_pem": source_ca}},
+        "kafka": {"addr": kafka, "topic": topic},
+        "filters": [{"dbname": src.db, "match": "t"}],
+    }});
+    let r = call(&http, reqwest::Method::POST, &format!("{base}/v1/dispatch/submit"), Some(&body)).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let id = r["data"]["id"].as_i64().unwrap();
+    wait_for("the task Running on w1", 30, || {
+        let (http, url) = (http.clone(), format!("{base}/v1/task/{id}"));
+        async move {
+            let v = call(&http, reqwest::Method::GET, &url, None).await;
+            v["data"]["state"] == "Running" && v["data"]["pos"] != ""
+        }
+    })
+    .await;
+    src.exec(&["INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')"]).await;
+    let got = tokio::task::spawn_blocking(move || read_until(&kafka, &[&topic], |m| m.len() >= 3)).await.unwrap();
+    assert_eq!(got.len(), 3);
+
+    // A renewed certificate (from another CA) is served without a restart.
+    let renewed = dir.path().join("renewed");
+    certs(&renewed);
+    std::fs::copy(renewed.join("server.key"), &key).unwrap();
+    std::fs::copy(renewed.join("server.pem"), &cert).unwrap();
+    let fresh = client(&renewed.join("ca.pem"));
+    wait_for("the renewed certificate", 30, || {
+        let (fresh, url) = (fresh.clone(), format!("{base}/healthz"));
+        async move { fresh.get(url).send().await.is_ok() }
+    })
+    .await;
+}
