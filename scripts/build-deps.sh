@@ -10,6 +10,8 @@ ensure_build_deps() {
     command -v python3 >/dev/null 2>&1 || want+=(python3)
     command -v cmake >/dev/null 2>&1 || want+=(cmake)
     [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || want+=(libcurl4-openssl-dev)
+    # librdkafka links OpenSSL for TLS and SASL/SCRAM to Kafka.
+    [ -e /usr/include/openssl/ssl.h ] || want+=(libssl-dev)
     if [ ${#want[@]} -gt 0 ]; then
         echo "installing ${want[*]}" >&2
         local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo

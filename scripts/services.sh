@@ -220,6 +220,38 @@ start_kafka() {
     log "Kafka-protocol broker (tansu) on 127.0.0.1:$port"
 }
 
+# A broker behind a TLS terminator (socat; the tansu build serves plain TCP
+# only), and a second one whose terminator also demands a client
+# certificate signed by the test CA (mutual TLS). Clients connect by the
+# name localhost, which the certificate carries.
+start_kafka_tls() {
+    local d="$DIR/kafka-tls" bin; bin=$(tansu_bin)
+    command -v socat >/dev/null 2>&1 || apt_install socat
+    for f in "$d"/*.pid; do [ -e "$f" ] && stop_pidfile "$f"; done
+    rm -rf "$d"; mkdir -p "$d"
+    "$ROOT/scripts/certs.sh" "$d/certs"
+    cat "$d/certs/server.pem" "$d/certs/server.key" > "$d/certs/both.pem"
+    local name verify inner outer
+    for name in tls mtls; do
+        inner=$(free_port); outer=$(free_port)
+        nohup "$bin" broker --listener-url "tcp://127.0.0.1:$inner" --advertised-listener-url "tcp://localhost:$outer" \
+            --storage-engine memory://tansu/ >"$d/tansu-$name.log" 2>&1 &
+        echo $! > "$d/tansu-$name.pid"
+        verify="verify=0"
+        [ "$name" = mtls ] && verify="verify=1,cafile=$d/certs/ca.pem"
+        nohup socat "OPENSSL-LISTEN:$outer,bind=127.0.0.1,reuseaddr,fork,cert=$d/certs/both.pem,$verify" \
+            "TCP:127.0.0.1:$inner" >"$d/socat-$name.log" 2>&1 &
+        echo $! > "$d/socat-$name.pid"
+        if ! wait_for 30 port_open "$inner" || ! wait_for 30 port_open "$outer"; then
+            log "the $name broker did not start; its logs:"; tail -20 "$d/tansu-$name.log" "$d/socat-$name.log" >&2; return 1
+        fi
+        local var; var=$(echo "$name" | tr a-z A-Z)
+        echo "export DTS_TEST_KAFKA_${var}_ADDR='localhost:$outer'" >> "$ENV_FILE"
+    done
+    echo "export DTS_TEST_KAFKA_TLS_CERTS='$d/certs'" >> "$ENV_FILE"
+    log "Kafka-protocol brokers behind TLS and mutual TLS terminators (certificates in $d/certs)"
+}
+
 stop_postgres() {
     local d="$DIR/postgres" bin
     [ -f "$d/data/postmaster.pid" ] || return 0
@@ -245,6 +277,7 @@ down() {
     stop_pidfile "$DIR/mariadb-nometa/mariadb.pid"
     stop_pidfile "$DIR/mariadb-replica/mariadb.pid"
     stop_pidfile "$DIR/kafka/tansu.pid"
+    for f in "$DIR"/kafka-tls/*.pid; do [ -e "$f" ] && stop_pidfile "$f"; done
     stop_postgres
     rm -f "$ENV_FILE"
     log "stopped"
@@ -268,7 +301,8 @@ up() {
                                 start_mariadb_replica ;;
             mariadb-tls) start_mariadb_tls ;;
             postgres) start_postgres ;;
-            kafka) start_kafka ;;
+            kafka) start_kafka
+                   start_kafka_tls ;;
             *) log "unknown service $svc (known: mariadb mariadb-single mariadb-replicated mariadb-tls postgres kafka)"; return 2 ;;
         esac
     done

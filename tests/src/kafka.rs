@@ -6,6 +6,20 @@ use std::time::Duration;
 
 use crate::{required, unique_topic, SourceDb};
 
+/// A broker behind TLS (`mtls: false`) or mutual TLS, and the folder of its
+/// test certificates (`ca.pem`, `client.pem`, `client.key`); `None` to skip.
+pub fn kafka_tls(mtls: bool) -> Option<(String, std::path::PathBuf)> {
+    let var = if mtls { "DTS_TEST_KAFKA_MTLS_ADDR" } else { "DTS_TEST_KAFKA_TLS_ADDR" };
+    match (std::env::var(var), std::env::var("DTS_TEST_KAFKA_TLS_CERTS")) {
+        (Ok(addr), Ok(certs)) => Some((addr, certs.into())),
+        _ => {
+            assert!(!required(), "{var} is not set but DTS_REQUIRE_SERVICES=1");
+            eprintln!("skipped: {var} is not set (run scripts/services.sh up)");
+            None
+        }
+    }
+}
+
 /// The Kafka-protocol broker's bootstrap address, or `None` to skip.
 pub fn kafka_addr() -> Option<String> {
     match std::env::var("DTS_TEST_KAFKA_ADDR") {
@@ -40,14 +54,24 @@ pub fn read_topic(addr: &str, topic: &str, expect: usize) -> Vec<Consumed> {
 /// group join to wait for) until `done` holds or 120 s pass (reads of a
 /// million messages on a busy machine take a while; the condition ends it).
 pub fn read_until(addr: &str, topics: &[&str], done: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
+    read_until_with(addr, &[], topics, done)
+}
+
+/// [`read_until`] with extra client settings (TLS, SASL).
+pub fn read_until_with(
+    addr: &str,
+    settings: &[(&str, &str)],
+    topics: &[&str],
+    done: impl Fn(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", unique_topic("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", addr).set("group.id", unique_topic("reader")).set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut tpl = rdkafka::TopicPartitionList::new();
     for topic in topics {

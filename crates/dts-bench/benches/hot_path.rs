@@ -72,6 +72,7 @@ fn kafka() -> KafkaSpec {
         partition_columns: vec![],
         producer_partition_by_fallback: None,
         exclude_columns: vec![],
+        security: None,
     }
 }
 

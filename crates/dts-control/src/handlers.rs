@@ -23,6 +23,7 @@ pub async fn submit(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let spec = parse_submit_body(&body)?;
     spec.validate()?;
+    spec.check_secrets_present()?;
     let lease_ms = state.cluster.as_ref().map_or(0, |c| c.lease_ms);
     let placement = state.placement.assignment(&state.store, lease_ms).await?;
     let task = state.store.create_task(&spec, placement.as_ref()).await?;
@@ -38,6 +39,10 @@ pub async fn alter(state: web::Data<AppState>, req: HttpRequest, body: web::Payl
     for _ in 0..ALTER_ATTEMPTS {
         let current = state.store.get_task(id).await?.ok_or_else(|| ApiError::task_not_found(id))?;
         spec.check_alter(&current.spec, resumable(current.checkpoint.as_deref()))?;
+        // Kafka secrets left out are kept, like the source password.
+        let mut spec = spec.clone();
+        state.store.kafka_secrets(&current)?.keep_unless_given(&mut spec.kafka);
+        spec.check_secrets_present()?;
         match state.store.alter_task(id, current.version, &spec).await? {
             AlterOutcome::Altered(task) => {
                 tracing::info!(task = id, version = task.version, "task altered");

@@ -117,6 +117,7 @@ pub async fn heartbeat(
     let mut tasks = Vec::new();
     for task in state.store.tasks_for_worker(&beat.worker_id).await? {
         let password = state.store.source_password(&task)?;
+        let kafka_secrets = state.store.kafka_secrets(&task)?;
         tasks.push(AssignedTask {
             id: task.id,
             version: task.version,
@@ -125,6 +126,7 @@ pub async fn heartbeat(
             state: task.state.as_str().into(),
             spec: task.spec,
             source_password: password.expose().to_owned(),
+            kafka_secrets,
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,
         });

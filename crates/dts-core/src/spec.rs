@@ -214,6 +214,133 @@ pub struct KafkaSpec {
     /// Columns dropped from every message: `column` or `db.table.column`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_columns: Vec<String>,
+    /// TLS, mutual TLS and SASL to the brokers; plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<KafkaSecurity>,
+}
+
+/// `kafka.security`: how the producer authenticates and encrypts, as
+/// Kafka's own client settings name it. Certificates and keys are inline
+/// PEM text, since workers run elsewhere. `key_pem` and `sasl.password`
+/// are secrets: stored encrypted, never returned; left out on alter, the
+/// stored ones are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSecurity {
+    pub protocol: SecurityProtocol,
+    /// CA certificate(s) that signed the brokers' certificates; the
+    /// system's roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Client certificate for mutual TLS, with `key_pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub key_pem: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecurityProtocol {
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    #[serde(rename = "SSL")]
+    Ssl,
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The value of librdkafka's `security.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// `kafka.security.sasl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslSpec {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The value of librdkafka's `sasl.mechanisms`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// The secrets of `kafka.security`, kept apart from the spec in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSecrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_password: Option<String>,
+}
+
+impl KafkaSecrets {
+    /// The secrets `spec` carries.
+    pub fn of(spec: &KafkaSpec) -> Self {
+        let security = spec.security.as_ref();
+        Self {
+            key_pem: security.and_then(|s| s.key_pem.as_ref()).map(|k| k.expose().to_owned()),
+            sasl_password: security
+                .and_then(|s| s.sasl.as_ref())
+                .and_then(|s| s.password.as_ref())
+                .map(|p| p.expose().to_owned()),
+        }
+    }
+
+    /// These secrets where `new` left them out, where its settings still use them.
+    pub fn keep_unless_given(&self, new: &mut KafkaSpec) {
+        let Some(security) = new.security.as_mut() else { return };
+        if security.key_pem.is_none() && security.cert_pem.is_some() {
+            security.key_pem = self.key_pem.clone().map(Secret::new);
+        }
+        if let Some(sasl) = security.sasl.as_mut() {
+            if sasl.password.is_none() {
+                sasl.password = self.sasl_password.clone().map(Secret::new);
+            }
+        }
+    }
+
+    /// Puts the secrets into a spec read back from the store.
+    pub fn fill(&self, spec: &mut KafkaSpec) {
+        self.keep_unless_given(spec);
+    }
 }
 
 /// `topic_mode`: the seed encodes it as an integer.
@@ -529,6 +656,26 @@ impl TaskSpec {
                 );
             }
         }
+        if let Some(sec) = &k.security {
+            validate_kafka_security(sec)?;
+        }
+        Ok(())
+    }
+
+    /// Secrets a new task must carry (an alter may leave them out to keep
+    /// the stored ones): a key with a client certificate, a SASL password.
+    pub fn check_secrets_present(&self) -> Result<(), SpecError> {
+        let Some(sec) = &self.kafka.security else { return Ok(()) };
+        if sec.cert_pem.is_some() && sec.key_pem.is_none() {
+            return Err(SpecError::new(
+                ErrorCode::InvalidKafka,
+                "task.kafka.security.key_pem",
+                "is required with cert_pem (the client certificate's private key, PEM)",
+            ));
+        }
+        if sec.sasl.as_ref().is_some_and(|s| s.password.is_none()) {
+            return Err(SpecError::new(ErrorCode::InvalidKafka, "task.kafka.security.sasl.password", "is required"));
+        }
         Ok(())
     }
 
@@ -624,6 +771,55 @@ impl TaskSpec {
         }
         Ok(())
     }
+}
+
+fn validate_kafka_security(sec: &KafkaSecurity) -> Result<(), SpecError> {
+    let bad = |field: &str, msg: String| {
+        Err(SpecError::new(ErrorCode::InvalidKafka, format!("task.kafka.security.{field}"), msg))
+    };
+    let p = sec.protocol;
+    let tls_only =
+        [("ca_pem", sec.ca_pem.is_some()), ("cert_pem", sec.cert_pem.is_some()), ("key_pem", sec.key_pem.is_some())];
+    if !p.uses_tls() {
+        if let Some((field, _)) = tls_only.iter().find(|(_, set)| *set) {
+            return bad(field, format!("is only used with protocol SSL or SASL_SSL, not {}", p.as_str()));
+        }
+    }
+    match (&sec.sasl, p.uses_sasl()) {
+        (None, true) => return bad("sasl", format!("is required with protocol {}", p.as_str())),
+        (Some(_), false) => {
+            return bad("sasl", format!("is only used with protocol SASL_PLAINTEXT or SASL_SSL, not {}", p.as_str()))
+        }
+        _ => {}
+    }
+    if sec.key_pem.is_some() && sec.cert_pem.is_none() {
+        return bad("cert_pem", "is required with key_pem (the client certificate, PEM)".into());
+    }
+    for (field, pem, marker) in [
+        ("ca_pem", sec.ca_pem.as_deref(), "-----BEGIN CERTIFICATE-----"),
+        ("cert_pem", sec.cert_pem.as_deref(), "-----BEGIN CERTIFICATE-----"),
+        ("key_pem", sec.key_pem.as_ref().map(Secret::expose), "PRIVATE KEY-----"),
+    ] {
+        let Some(pem) = pem else { continue };
+        if pem.len() > max_len::PEM {
+            return bad(field, format!("is {} bytes long; at most {} are accepted", pem.len(), max_len::PEM));
+        }
+        if !pem.contains(marker) {
+            return bad(field, "must be PEM text (-----BEGIN ...-----)".into());
+        }
+    }
+    if let Some(sasl) = &sec.sasl {
+        if sasl.username.is_empty()
+            || sasl.username.chars().count() > 256
+            || sasl.username.chars().any(char::is_control)
+        {
+            return bad("sasl.username", "must be 1 to 256 characters without control characters".into());
+        }
+        if sasl.password.as_ref().is_some_and(|p| p.expose().len() > max_len::PASSWORD) {
+            return bad("sasl.password", format!("is longer than {} bytes", max_len::PASSWORD));
+        }
+    }
+    Ok(())
 }
 
 /// Where a task's position can be resumed, as far as an alter cares.

@@ -41,6 +41,9 @@ pub struct AssignedTask {
     /// authenticated workers; put TLS in front of the control plane when the
     /// network between nodes is not trusted.
     pub source_password: String,
+    /// The secrets of `spec.kafka.security`, which the spec never serializes.
+    #[serde(default)]
+    pub kafka_secrets: crate::spec::KafkaSecrets,
     pub checkpoint: Option<String>,
     pub transaction_time: Option<i64>,
 }

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -39,6 +39,89 @@ pub struct SinkConfig {
     /// The largest message the producer sends (librdkafka's
     /// `message.max.bytes`); a broker or topic may accept less.
     pub max_message_bytes: u32,
+    /// TLS and SASL to the brokers.
+    pub security: Security,
+}
+
+/// Keeps the last error librdkafka reported about the brokers (connection,
+/// TLS, SASL), which its request timeouts do not carry.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerContext {
+    last_error: std::sync::Arc<Mutex<Option<String>>>,
+}
+
+impl BrokerContext {
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+    /// The brokers answered: an older complaint no longer explains anything.
+    fn clear(&self) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = None;
+        }
+    }
+}
+
+impl ClientContext for BrokerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "broker error");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason.chars().take(300).collect());
+        }
+    }
+}
+
+/// librdkafka's security settings. Its `Debug` never shows the key or the
+/// password.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// `security.protocol`: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub protocol: Option<String>,
+    /// `ssl.ca.pem`, `ssl.certificate.pem`, `ssl.key.pem`.
+    pub ca_pem: Option<String>,
+    pub cert_pem: Option<String>,
+    pub key_pem: Option<String>,
+    /// `sasl.mechanisms`, `sasl.username`, `sasl.password`.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("protocol", &self.protocol)
+            .field("ca_pem", &self.ca_pem.is_some())
+            .field("cert_pem", &self.cert_pem.is_some())
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Security {
+    fn apply(&self, client: &mut ClientConfig) {
+        let settings = [
+            ("security.protocol", &self.protocol),
+            ("ssl.ca.pem", &self.ca_pem),
+            ("ssl.certificate.pem", &self.cert_pem),
+            ("ssl.key.pem", &self.key_pem),
+            ("sasl.mechanisms", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+        ];
+        for (key, value) in settings {
+            if let Some(v) = value {
+                client.set(key, v);
+            }
+        }
+        if self.protocol.as_deref().is_some_and(|p| p.ends_with("SSL")) {
+            // Brokers' host names are verified against their certificates.
+            client.set("ssl.endpoint.identification.algorithm", "https");
+        }
+    }
 }
 
 impl SinkConfig {
@@ -50,6 +133,7 @@ impl SinkConfig {
             max_buffered_messages: 100_000,
             message_timeout: Duration::from_secs(120),
             max_message_bytes: 1_000_000,
+            security: Security::default(),
         }
     }
 }
@@ -137,8 +221,9 @@ impl Ack {
 
 /// A producer and an admin client on one cluster.
 pub struct KafkaSink {
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer<BrokerContext>,
+    admin: AdminClient<BrokerContext>,
+    context: BrokerContext,
     config: SinkConfig,
     /// Partition counts of topics already checked or created.
     partitions: Mutex<HashMap<String, u32>>,
@@ -154,9 +239,11 @@ impl KafkaSink {
     pub fn connect(config: SinkConfig) -> Result<Self, SinkError> {
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", &config.brokers);
-        let admin: AdminClient<DefaultClientContext> =
-            client.create().map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
-        let producer: FutureProducer = client
+        config.security.apply(&mut client);
+        let context = BrokerContext::default();
+        let admin: AdminClient<BrokerContext> =
+            client.create_with_context(context.clone()).map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
+        let producer: FutureProducer<BrokerContext> = client
             // Idempotence: broker-side dedup of retried batches, per-partition order kept.
             .set("enable.idempotence", "true")
             // dts creates topics itself with the configured partitions and
@@ -168,9 +255,9 @@ impl KafkaSink {
             .set("queue.buffering.max.messages", config.max_buffered_messages.to_string())
             .set("message.timeout.ms", config.message_timeout.as_millis().to_string())
             .set("message.max.bytes", config.max_message_bytes.to_string())
-            .create()
+            .create_with_context(context.clone())
             .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
-        Ok(Self { producer, admin, config, partitions: Mutex::new(HashMap::new()) })
+        Ok(Self { producer, admin, context, config, partitions: Mutex::new(HashMap::new()) })
     }
 
     /// The topic's partition count, creating the topic first if it is missing.
@@ -200,6 +287,7 @@ impl KafkaSink {
         if metadata.brokers().is_empty() {
             return Err(self.topic_error(topic, format!("no broker of {} is reachable", self.config.brokers), true));
         }
+        self.context.clear();
         let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
         match t.error() {
             None if !t.partitions().is_empty() => Ok(Some(t.partitions().len() as u32)),
@@ -239,7 +327,13 @@ impl KafkaSink {
         }
     }
 
+    /// Names the brokers' own complaint (a TLS handshake or SASL failure)
+    /// when there is one, since librdkafka's timeouts do not say why.
     fn topic_error(&self, topic: &str, reason: String, transient: bool) -> SinkError {
+        let reason = match self.context.last_error() {
+            Some(broker) => format!("{reason} (last broker error: {broker})"),
+            None => reason,
+        };
         SinkError::Topic { topic: topic.to_owned(), reason, transient }
     }
 

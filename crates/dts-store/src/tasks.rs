@@ -1,6 +1,6 @@
 //! Task rows.
 
-use dts_core::spec::{Secret, TaskSpec};
+use dts_core::spec::{KafkaSecrets, Secret, TaskSpec};
 use dts_core::{DesiredState, TaskState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -10,8 +10,11 @@ use crate::{now_ms, Store, StoreError};
 
 /// Associated data bound to sealed source passwords.
 const PASSWORD_PURPOSE: &str = "dts/source_password";
+/// Associated data bound to sealed Kafka secrets.
+const KAFKA_PURPOSE: &str = "dts/kafka_secrets";
 
-const TASK_COLUMNS: &str = "id, source_addr, dest_addr, spec, source_password, desired_state, state, message, pos, \
+const TASK_COLUMNS: &str =
+    "id, source_addr, dest_addr, spec, source_password, kafka_secrets, desired_state, state, message, pos, \
      checkpoint, transaction_time, version, epoch, worker_id, service_addr, lease_expires_at, created_at, updated_at";
 
 /// A whole task row, as the control plane and workers see it.
@@ -23,6 +26,7 @@ pub struct TaskRecord {
     /// The spec without its password (see [`Store::source_password`]).
     pub spec: TaskSpec,
     sealed_password: String,
+    sealed_kafka: Option<String>,
     pub desired_state: DesiredState,
     pub state: TaskState,
     pub message: String,
@@ -98,15 +102,16 @@ impl Store {
     ) -> Result<TaskRecord, StoreError> {
         let password = spec.source.password.as_ref().map_or("", Secret::expose);
         let sealed = self.cipher.seal(PASSWORD_PURPOSE, password)?;
+        let sealed_kafka = self.seal_kafka(spec)?;
         let spec_json = spec_to_json(spec)?;
         let now = now_ms();
         let (worker_id, service_addr, epoch) = match assignment {
             Some(a) => (Some(a.worker_id.clone()), a.service_addr.clone(), 1_i64),
             None => (None, String::new(), 0),
         };
-        let insert = "INSERT INTO dts_tasks (source_addr, dest_addr, spec, source_password, incr, desired_state, \
-             state, message, pos, version, epoch, worker_id, service_addr, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, '', '', 1, ?, ?, ?, ?, ?)";
+        let insert = "INSERT INTO dts_tasks (source_addr, dest_addr, spec, source_password, kafka_secrets, incr, \
+             desired_state, state, message, pos, version, epoch, worker_id, service_addr, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', '', 1, ?, ?, ?, ?, ?)";
         let returning;
         let sql = if self.backend == crate::Backend::MySql {
             insert
@@ -120,6 +125,7 @@ impl Store {
             .bind(spec.dest_addr())
             .bind(spec_json)
             .bind(sealed)
+            .bind(sealed_kafka)
             .bind(i64::from(spec.incr))
             .bind(DesiredState::Running.as_str())
             .bind(TaskState::Pending.as_str())
@@ -172,7 +178,8 @@ impl Store {
 
     /// Replaces the spec if the task is still at `expected_version`, bumping
     /// the version so the worker running it reloads. A spec without a
-    /// password keeps the stored one.
+    /// source password keeps the stored one; Kafka secrets are stored as
+    /// `spec` carries them (the caller merges in the kept ones).
     pub async fn alter_task(
         &self,
         id: i64,
@@ -180,16 +187,18 @@ impl Store {
         spec: &TaskSpec,
     ) -> Result<AlterOutcome, StoreError> {
         let spec_json = spec_to_json(spec)?;
+        let sealed_kafka = self.seal_kafka(spec)?;
         let now = now_ms();
         let done = match &spec.source.password {
             Some(password) => {
                 let sealed = self.cipher.seal(PASSWORD_PURPOSE, password.expose())?;
                 let sql = self.backend.sql(
-                    "UPDATE dts_tasks SET spec = ?, source_addr = ?, dest_addr = ?, source_password = ?, \
-                     version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
+                    "UPDATE dts_tasks SET spec = ?, kafka_secrets = ?, source_addr = ?, dest_addr = ?, \
+                     source_password = ?, version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
                 );
                 sqlx::query(&sql)
                     .bind(spec_json)
+                    .bind(sealed_kafka)
                     .bind(spec.source.addr())
                     .bind(spec.dest_addr())
                     .bind(sealed)
@@ -201,11 +210,12 @@ impl Store {
             }
             None => {
                 let sql = self.backend.sql(
-                    "UPDATE dts_tasks SET spec = ?, source_addr = ?, dest_addr = ?, version = version + 1, \
-                     updated_at = ? WHERE id = ? AND version = ?",
+                    "UPDATE dts_tasks SET spec = ?, kafka_secrets = ?, source_addr = ?, dest_addr = ?, \
+                     version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
                 );
                 sqlx::query(&sql)
                     .bind(spec_json)
+                    .bind(sealed_kafka)
                     .bind(spec.source.addr())
                     .bind(spec.dest_addr())
                     .bind(now)
@@ -317,6 +327,24 @@ impl Store {
     pub fn source_password(&self, task: &TaskRecord) -> Result<Secret, StoreError> {
         Ok(Secret::new(self.cipher.open(PASSWORD_PURPOSE, &task.sealed_password)?))
     }
+
+    /// The task's Kafka secrets in clear (none stored: empty).
+    pub fn kafka_secrets(&self, task: &TaskRecord) -> Result<KafkaSecrets, StoreError> {
+        let Some(sealed) = task.sealed_kafka.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(KafkaSecrets::default());
+        };
+        let text = self.cipher.open(KAFKA_PURPOSE, sealed)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("task {}: kafka secrets: {e}", task.id)))
+    }
+
+    fn seal_kafka(&self, spec: &TaskSpec) -> Result<Option<String>, StoreError> {
+        let secrets = KafkaSecrets::of(&spec.kafka);
+        if secrets == KafkaSecrets::default() {
+            return Ok(None);
+        }
+        let json = serde_json::to_string(&secrets).map_err(|e| StoreError::Corrupt(format!("kafka secrets: {e}")))?;
+        Ok(Some(self.cipher.seal(KAFKA_PURPOSE, &json)?))
+    }
 }
 
 fn spec_to_json(spec: &TaskSpec) -> Result<String, StoreError> {
@@ -336,6 +364,7 @@ fn record_from_row(r: &AnyRow) -> Result<TaskRecord, StoreError> {
         dest_addr: text(r, "dest_addr")?,
         spec,
         sealed_password: text(r, "source_password")?,
+        sealed_kafka: opt_text(r, "kafka_secrets")?,
         desired_state: desired.parse().map_err(|e| corrupt(format!("{e}")))?,
         state: state.parse().map_err(|e| corrupt(format!("{e}")))?,
         message: text(r, "message")?,

@@ -184,10 +184,15 @@ impl Worker {
                 let records = store.tasks_for_worker(&self.cfg.worker_id).await.map_err(|e| e.to_string())?;
                 let mut out = Vec::with_capacity(records.len());
                 for task in records {
-                    match store.source_password(&task) {
-                        Ok(password) => out.push(TaskAssignment::from_record(task, password)),
+                    let secrets = store.source_password(&task).and_then(|p| Ok((p, store.kafka_secrets(&task)?)));
+                    match secrets {
+                        Ok((password, kafka)) => {
+                            let mut task = task;
+                            kafka.fill(&mut task.spec.kafka);
+                            out.push(TaskAssignment::from_record(task, password));
+                        }
                         Err(e) => {
-                            let message = format!("cannot read the source password: {e}");
+                            let message = format!("cannot read the task's secrets: {e}");
                             let _ = store.record_state(task.id, task.epoch, TaskState::Failed, &message).await;
                         }
                     }

@@ -50,7 +50,11 @@ impl TaskAssignment {
             epoch: task.epoch,
             desired_state: task.desired_state.parse().map_err(|e| format!("task {}: {e}", task.id))?,
             state: task.state.parse().map_err(|e| format!("task {}: {e}", task.id))?,
-            spec: task.spec,
+            spec: {
+                let mut spec = task.spec;
+                task.kafka_secrets.fill(&mut spec.kafka);
+                spec
+            },
             password: Secret::new(task.source_password),
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,

@@ -331,3 +331,59 @@ fn source_tls_modes_parse_and_a_ca_needs_a_verifying_mode() {
         assert!(e.field.starts_with(field), "{tls}: {e}");
     }
 }
+
+#[test]
+fn kafka_security_is_checked_and_its_secrets_never_serialize() {
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+    let with = |sec: serde_json::Value| with_task(|t| t["kafka"]["security"] = sec);
+    let full = with(serde_json::json!({
+        "protocol": "SASL_SSL", "ca_pem": cert, "cert_pem": cert, "key_pem": key,
+        "sasl": {"mechanism": "SCRAM-SHA-512", "username": "u", "password": "sasl-pw"},
+    }));
+    let spec = parse(&full).unwrap();
+    spec.check_secrets_present().unwrap();
+    let text = serde_json::to_string(&spec).unwrap();
+    assert!(!text.contains("PRIVATE KEY") && !text.contains("sasl-pw"), "{text}");
+    assert!(text.contains("SCRAM-SHA-512") && text.contains("SASL_SSL"), "{text}");
+    let secrets = KafkaSecrets::of(&spec.kafka);
+    assert_eq!((secrets.key_pem.as_deref(), secrets.sasl_password.as_deref()), (Some(key), Some("sasl-pw")));
+    // Left out on alter, the stored ones come back.
+    let mut bare: TaskSpec = serde_json::from_str(&text).unwrap();
+    assert!(bare.check_secrets_present().is_err());
+    secrets.keep_unless_given(&mut bare.kafka);
+    assert_eq!(bare.kafka, spec.kafka);
+
+    let cases = [
+        (serde_json::json!({"protocol": "PLAINTEXT", "ca_pem": cert}), "task.kafka.security.ca_pem"),
+        (serde_json::json!({"protocol": "SASL_SSL"}), "task.kafka.security.sasl"),
+        (
+            serde_json::json!({"protocol": "SSL", "sasl": {"mechanism": "PLAIN", "username": "u", "password": "p"}}),
+            "task.kafka.security.sasl",
+        ),
+        (serde_json::json!({"protocol": "SSL", "key_pem": key}), "task.kafka.security.cert_pem"),
+        (serde_json::json!({"protocol": "SSL", "ca_pem": "nope"}), "task.kafka.security.ca_pem"),
+        (serde_json::json!({"protocol": "SSL", "cert_pem": cert, "key_pem": "nope"}), "task.kafka.security.key_pem"),
+        (serde_json::json!({"protocol": "TLS"}), "task.kafka.security.protocol"),
+        (
+            serde_json::json!({"protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "GSSAPI", "username": "u"}}),
+            "task.kafka.security.sasl.mechanism",
+        ),
+        (
+            serde_json::json!({"protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN", "username": ""}}),
+            "task.kafka.security.sasl.username",
+        ),
+    ];
+    for (sec, field) in cases {
+        let e = parse(&with(sec.clone())).unwrap_err();
+        assert!(matches!(e.code, ErrorCode::InvalidKafka | ErrorCode::InvalidField), "{sec}: {e}");
+        assert!(e.field.starts_with(field), "{sec}: {e}");
+    }
+    // A new task needs its secrets.
+    let no_password =
+        with(serde_json::json!({"protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN", "username": "u"}}));
+    assert_eq!(
+        parse(&no_password).unwrap().check_secrets_present().unwrap_err().field,
+        "task.kafka.security.sasl.password"
+    );
+}

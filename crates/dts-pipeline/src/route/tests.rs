@@ -23,6 +23,7 @@ fn kafka(
         partition_columns: cols.iter().map(|s| (*s).to_owned()).collect(),
         producer_partition_by_fallback: fb,
         exclude_columns: vec![],
+        security: None,
     }
 }
 

@@ -18,6 +18,7 @@ fn kafka(flat: bool, exclude: &[&str]) -> KafkaSpec {
         partition_columns: vec![],
         producer_partition_by_fallback: None,
         exclude_columns: exclude.iter().map(|s| (*s).to_owned()).collect(),
+        security: None,
     }
 }
 
