@@ -364,4 +364,76 @@ mod tests {
         let g = d(My::Bytes(vec![0xe6, 0x10, 0, 0, 1, 2, 3]), &col(ColumnKind::Geometry, false));
         assert_eq!(g, Value::Geometry { srid: 4326, wkb: vec![1, 2, 3] });
     }
+
+    fn any_kind() -> impl proptest::strategy::Strategy<Value = ColumnKind> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u8..=8).prop_map(ColumnKind::Int),
+            Just(ColumnKind::Float),
+            Just(ColumnKind::Double),
+            Just(ColumnKind::Decimal),
+            Just(ColumnKind::Date),
+            Just(ColumnKind::Time),
+            Just(ColumnKind::DateTime),
+            Just(ColumnKind::Timestamp),
+            Just(ColumnKind::Year),
+            Just(ColumnKind::Text),
+            Just(ColumnKind::Binary),
+            Just(ColumnKind::Enum),
+            Just(ColumnKind::Set),
+            Just(ColumnKind::Bit),
+            Just(ColumnKind::Json),
+            Just(ColumnKind::Uuid),
+            Just(ColumnKind::Geometry),
+            Just(ColumnKind::Other),
+        ]
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = mysql_common::value::Value> {
+        use mysql_common::value::Value as My;
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(My::NULL),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(My::Bytes),
+            any::<i64>().prop_map(My::Int),
+            any::<u64>().prop_map(My::UInt),
+            any::<f32>().prop_map(My::Float),
+            any::<f64>().prop_map(My::Double),
+            (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>())
+                .prop_map(|(y, mo, d, h, mi, s, us)| My::Date(y, mo, d, h, mi, s, us)),
+            (any::<bool>(), any::<u32>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>())
+                .prop_map(|(neg, d, h, mi, s, us)| My::Time(neg, d, h, mi, s, us)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The value decoder's fuzz target: any value the row parser can
+        /// hand over, for any column shape, decodes or errs; never panics.
+        #[test]
+        fn any_value_for_any_column_never_panics(
+            kind in any_kind(),
+            value in any_value(),
+            unsigned in proptest::prelude::any::<bool>(),
+            fsp in 0u8..=9,
+            labels in proptest::collection::vec("[a-z]{0,3}", 0..4),
+            charset in proptest::option::of(proptest::sample::select(vec!["utf8mb4", "latin1", "gbk", "utf16", "binary", "nonesuch"])),
+        ) {
+            let col = ColumnInfo { name: "c".into(), kind, unsigned, charset: charset.map(str::to_owned), labels, fsp };
+            let _ = decode(Some(&BinlogValue::Value(value.clone())), &col);
+            let _ = decode_query(&value, &col);
+        }
+
+        /// Binary JSON from arbitrary bytes: whatever mysql_common accepts
+        /// decodes or errs; never panics.
+        #[test]
+        fn arbitrary_binary_json_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            use mysql_common::io::ParseBuf;
+            use mysql_common::proto::MyDeserialize;
+            if let Ok(v) = JsonbValue::deserialize((), &mut ParseBuf(&bytes)) {
+                let _ = decode(Some(&BinlogValue::Jsonb(v)), &col(ColumnKind::Json, false));
+            }
+        }
+    }
 }

@@ -252,4 +252,20 @@ mod tests {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Checkpoint>(&json).unwrap(), c);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The GTID parsers' fuzz target: any text is parsed or refused, and
+        /// what parses prints back to text that parses to the same value.
+        #[test]
+        fn gtid_text_never_panics_and_round_trips(text in "[0-9a-f:,\\- ]{0,48}") {
+            if let Ok(state) = MariaGtidState::parse(&text) {
+                proptest::prop_assert_eq!(MariaGtidState::parse(&state.to_string()).ok(), Some(state));
+            }
+            if let Ok(set) = MysqlGtidSet::parse(&text) {
+                proptest::prop_assert_eq!(MysqlGtidSet::parse(&set.to_string()).ok(), Some(set));
+            }
+        }
+    }
 }

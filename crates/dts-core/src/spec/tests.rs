@@ -387,3 +387,89 @@ fn kafka_security_is_checked_and_its_secrets_never_serialize() {
         "task.kafka.security.sasl.password"
     );
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values of every shape, to put where the seed's fields go.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,24}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: &[&str] = &[
+        "source.host",
+        "source.port",
+        "source.username",
+        "source.password",
+        "source.tls",
+        "source.tls.mode",
+        "kafka.addr",
+        "kafka.topic",
+        "kafka.topic_mode",
+        "kafka.partition_mode",
+        "kafka.partition_columns",
+        "kafka.exclude_columns",
+        "kafka.security",
+        "kafka.security.sasl",
+        "filters",
+        "filters.0.match",
+        "filters.0.filter",
+        "filters.0.dbname",
+        "rate_limit",
+        "rate_limit.rate",
+        "incr",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The task-spec parser's fuzz target: arbitrary bytes are refused
+        /// with a code and a field, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse(&String::from_utf8_lossy(&bytes)) {
+                prop_assert!(!e.message.is_empty() && !e.field.is_empty());
+            }
+        }
+
+        /// The seed's body with one field replaced by any JSON value: parsed
+        /// and validated, or refused naming a field; never a panic.
+        #[test]
+        fn any_value_in_any_field_never_panics(field in prop::sample::select(FIELDS), value in any_json()) {
+            let body = with_task(|t| {
+                let mut at = t;
+                let parts: Vec<&str> = field.split('.').collect();
+                for (i, part) in parts.iter().enumerate() {
+                    let last = i + 1 == parts.len();
+                    let next = if let Ok(n) = part.parse::<usize>() { &mut at[n] } else { &mut at[*part] };
+                    if last {
+                        *next = value.clone();
+                        return;
+                    }
+                    if next.is_null() {
+                        *next = serde_json::json!({});
+                    }
+                    at = next;
+                }
+            });
+            match parse(&body) {
+                Ok(spec) => { let _ = spec.check_secrets_present(); }
+                Err(e) => prop_assert!(!e.message.is_empty() && e.message.len() < 2000, "{}", e),
+            }
+        }
+    }
+}
