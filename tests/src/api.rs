@@ -81,14 +81,36 @@ impl TestApi {
 
     /// The API with users from a `DTS_AUTH_USERS`-style list and a login policy.
     pub async fn start_custom(backend: Backend, limits: Limits, users: &str, policy: Policy) -> Option<Self> {
+        Self::start_full(backend, limits, users, policy, None).await
+    }
+
+    /// A control plane serving workers that hold `token` (with the seed's user).
+    pub async fn start_control(backend: Backend, token: &str) -> Option<Self> {
+        let lenient = Policy { failures_per_window: 100_000, ..Policy::default() };
+        let users = format!("{SEED_USER}:{SEED_PASSWORD}");
+        let cluster = dts_control::internal::ClusterSettings::new(token, 5_000);
+        Self::start_full(backend, Limits::default(), &users, lenient, Some(cluster)).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        limits: Limits,
+        users: &str,
+        policy: Policy,
+        cluster: Option<dts_control::internal::ClusterSettings>,
+    ) -> Option<Self> {
         let db = fresh_store(backend).await?;
         let users = parse_users_env(users).unwrap();
+        let placement = match cluster {
+            Some(_) => Placement::Cluster,
+            None => Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
+        };
         let state = AppState {
             store: db.store.clone(),
             auth: Arc::new(Authenticator::with_policy(users, policy).unwrap()),
-            placement: Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
+            placement,
             limits,
-            cluster: None,
+            cluster,
         };
         let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
             .workers(2)

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use dts_control::auth::Policy;
 use dts_control::Limits;
+use dts_core::cluster_auth::{self, ClusterKey};
 use dts_core::ErrorCode;
 use dts_e2e::{Backend, TestApi, SEED_BODY};
 
@@ -100,6 +101,86 @@ async fn internal_paths_answer_nothing_without_the_cluster_token() {
             let r = api.call_as(method, path, Some("{}"), auth).await;
             r.expect_error(ErrorCode::Unauthorized);
         }
+    }
+    api.stop().await;
+}
+
+type Headers = Vec<(&'static str, String)>;
+
+/// A raw internal request with the given cluster headers; (status, proof, body).
+async fn internal(
+    api: &TestApi,
+    path: &str,
+    headers: Headers,
+    body: &[u8],
+) -> (u16, Option<String>, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}{path}", api.addr))
+        .headers(headers.into_iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let proof = resp.headers().get(cluster_auth::PROOF_HEADER).map(|v| v.to_str().unwrap().to_owned());
+    (status, proof, resp.bytes().await.unwrap().to_vec())
+}
+
+fn signed(key: &ClusterKey, path: &str, ts: i64, nonce: &str, body: &[u8]) -> Headers {
+    vec![
+        (cluster_auth::TIMESTAMP_HEADER, ts.to_string()),
+        (cluster_auth::NONCE_HEADER, nonce.to_owned()),
+        (cluster_auth::SIGNATURE_HEADER, key.sign_request("POST", path, ts, nonce, body)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_handshake_never_sends_the_token_and_refuses_forgeries_and_replays() {
+    let token = "handshake-token";
+    let Some(api) = TestApi::start_control(Backend::Sqlite, token).await else { return };
+    let key = ClusterKey::new(token);
+    let path = "/internal/v1/heartbeat";
+    let beat = br#"{"worker_id":"w1","addr":"127.0.0.1:9","capacity":4,"version":"t"}"#;
+    let now = dts_core::now_ms();
+
+    // Signed: accepted, and the answer proves the token over its body.
+    let first = cluster_auth::new_nonce();
+    let (status, proof, body) = internal(&api, path, signed(&key, path, now, &first, beat), beat).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    key.verify_response(&first, 200, &body, &proof.unwrap()).unwrap();
+    // A task placed on w1: the next answer carries its source password,
+    // sealed for that request only.
+    api.call("POST", "/v1/dispatch/submit", Some(SEED_BODY)).await.expect_ok();
+    let nonce = cluster_auth::new_nonce();
+    let (status, proof, body) = internal(&api, path, signed(&key, path, now, &nonce, beat), beat).await;
+    assert_eq!(status, 200);
+    key.verify_response(&nonce, 200, &body, &proof.unwrap()).unwrap();
+    assert!(!String::from_utf8_lossy(&body).contains(dts_e2e::SEED_PASSWORD_IN_BODY));
+    let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let sealed = reply["data"]["tasks"][0]["secrets"].as_str().expect("the task and its sealed secrets");
+    let opened: serde_json::Value = serde_json::from_slice(&key.open(&nonce, sealed).unwrap()).unwrap();
+    assert_eq!(opened["source_password"], dts_e2e::SEED_PASSWORD_IN_BODY);
+    assert!(key.open(&first, sealed).is_err(), "sealed for one request only");
+
+    // The same request again: a replay.
+    let (status, _, body) = internal(&api, path, signed(&key, path, now, &nonce, beat), beat).await;
+    assert_eq!(status, 401);
+    assert!(String::from_utf8_lossy(&body).contains("replay"));
+    // Another body under the signature, another path, another token, an old
+    // timestamp, the token itself in a header, or nothing: all refused.
+    let other = br#"{"worker_id":"evil","addr":"127.0.0.1:9","capacity":4,"version":"t"}"#;
+    let n = cluster_auth::new_nonce;
+    let cases: Vec<(Headers, &[u8])> = vec![
+        (signed(&key, path, now, &n(), beat), other),
+        (signed(&key, "/internal/v1/tasks/1/state", now, &n(), beat), beat),
+        (signed(&ClusterKey::new("guess"), path, now, &n(), beat), beat),
+        (signed(&key, path, now - 10 * 60_000, &n(), beat), beat),
+        (vec![("x-dts-cluster-token", token.to_owned())], beat),
+        (vec![], beat),
+    ];
+    for (headers, body) in cases {
+        let (status, _, answer) = internal(&api, path, headers, body).await;
+        assert_eq!(status, 401, "{}", String::from_utf8_lossy(&answer));
     }
     api.stop().await;
 }

@@ -1,17 +1,23 @@
-//! The internal API worker nodes use (`/internal/v1/...`). Every request
-//! carries the cluster token (`X-DTS-Cluster-Token`), compared in constant
-//! time; there is no anonymous internal endpoint, and operators' Basic
-//! credentials do not open it.
+//! The internal API worker nodes use (`/internal/v1/...`). Every request is
+//! signed with a key derived from the cluster token and every answer
+//! carries a proof bound to its body ([`dts_core::cluster_auth`]); the token
+//! itself never crosses the wire, replays are refused, and task secrets in
+//! answers are sealed for the asking worker. Operators' Basic credentials
+//! do not open these endpoints.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use dts_core::wire::{
-    AssignedTask, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_NONCE_HEADER,
-    CLUSTER_PROOF_HEADER, CLUSTER_TOKEN_HEADER,
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use dts_core::cluster_auth::{
+    AuthError, ClusterKey, ReplayGuard, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
+use dts_core::wire::{AssignedTask, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, TaskSecrets};
 use dts_core::{ErrorCode, TaskState};
 use dts_store::tasks::Progress;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use futures_util::StreamExt;
 
 use crate::envelope::{ok, ApiError};
 use crate::handlers::{read_body, task_id};
@@ -20,10 +26,8 @@ use crate::AppState;
 /// What the control plane needs to serve workers.
 #[derive(Clone)]
 pub struct ClusterSettings {
-    /// SHA-256 of the cluster token, to check workers' tokens in constant time.
-    pub token_digest: [u8; 32],
-    /// The token itself, only to prove this node to workers (never logged).
-    token: dts_core::spec::Secret,
+    key: ClusterKey,
+    replays: Arc<ReplayGuard>,
     /// How long a heartbeat answer lets a worker run its tasks.
     pub lease_ms: i64,
 }
@@ -36,43 +40,67 @@ impl std::fmt::Debug for ClusterSettings {
 
 impl ClusterSettings {
     pub fn new(token: &str, lease_ms: i64) -> Self {
-        Self {
-            token_digest: Sha256::digest(token.as_bytes()).into(),
-            token: dts_core::spec::Secret::new(token),
-            lease_ms,
-        }
+        Self { key: ClusterKey::new(token), replays: Arc::new(ReplayGuard::default()), lease_ms }
     }
 }
 
-/// Wraps an internal answer with this control plane's proof for the
-/// worker's nonce.
-fn proven(state: &AppState, req: &HttpRequest, mut resp: HttpResponse) -> HttpResponse {
-    let nonce = req.headers().get(CLUSTER_NONCE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let (Some(cluster), false) = (&state.cluster, nonce.is_empty()) {
-        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&dts_core::wire::cluster_proof(
-            cluster.token.expose(),
-            nonce,
-        )) {
-            resp.headers_mut().insert(actix_web::http::header::HeaderName::from_static(CLUSTER_PROOF_HEADER), v);
+/// Checks the request's signature (over its body, which is read and put
+/// back), refuses replays, runs the handler, and signs its answer. Unknown
+/// internal paths and wrong methods are refused like any unsigned request.
+pub(crate) async fn authenticate(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    state: web::Data<AppState>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let denied = |req: ServiceRequest, why: String| {
+        tracing::info!(path = ?req.path(), peer = ?req.peer_addr(), reason = %why, "cluster authentication failed");
+        Ok(req.into_response(ApiError::new(ErrorCode::Unauthorized, why).error_response()))
+    };
+    let Some(cluster) = state.cluster.clone() else {
+        return denied(req, "this node does not serve workers: set DTS_CLUSTER_TOKEN on the control plane".into());
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (Some(ts), Some(nonce), Some(signature)) =
+        (header(TIMESTAMP_HEADER), header(NONCE_HEADER), header(SIGNATURE_HEADER))
+    else {
+        return denied(req, AuthError::Missing.to_string());
+    };
+    let limit = state.limits.max_body_bytes;
+    let mut payload = req.take_payload();
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            let err = ApiError::new(ErrorCode::BodyTooLarge, format!("the body is over {limit} bytes"));
+            return Ok(req.into_response(err.error_response()));
         }
+        body.extend_from_slice(&chunk);
     }
-    resp
+    let now = dts_core::now_ms();
+    let checked = cluster.key.verify_request(req.method().as_str(), req.path(), &ts, &nonce, &signature, &body, now);
+    match checked {
+        Err(e) => return denied(req, e.to_string()),
+        Ok(ts) if !cluster.replays.first_use(&nonce, ts, now) => return denied(req, AuthError::Replayed.to_string()),
+        Ok(_) => {}
+    }
+    req.set_payload(body.into());
+    let res = next.call(req).await?.map_into_boxed_body();
+    let status = res.status();
+    let (req, res) = res.into_parts();
+    let (res, body) = res.into_parts();
+    let bytes = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|e| actix_web::error::ErrorInternalServerError(format!("cannot read the answer: {e}")))?;
+    let proof = cluster.key.prove_response(&nonce, status.as_u16(), &bytes);
+    let mut res = res.set_body(BoxBody::new(bytes));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&proof) {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static(PROOF_HEADER), v);
+    }
+    Ok(ServiceResponse::new(req, res))
 }
 
-pub(crate) fn check_token(state: &AppState, req: &HttpRequest) -> Result<i64, ApiError> {
-    let denied = |why: &str| ApiError::new(ErrorCode::Unauthorized, why.to_owned());
-    let Some(cluster) = &state.cluster else {
-        return Err(denied("this node does not serve workers: set DTS_CLUSTER_TOKEN on the control plane"));
-    };
-    let Some(token) = req.headers().get(CLUSTER_TOKEN_HEADER).and_then(|v| v.to_str().ok()) else {
-        return Err(denied("the cluster token is missing (X-DTS-Cluster-Token)"));
-    };
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    if bool::from(digest.ct_eq(&cluster.token_digest)) {
-        Ok(cluster.lease_ms)
-    } else {
-        Err(denied("wrong cluster token"))
-    }
+fn cluster(state: &AppState) -> Result<&ClusterSettings, ApiError> {
+    state.cluster.as_ref().ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this node does not serve workers"))
 }
 
 /// The request's JSON body, within the API's body limit.
@@ -109,15 +137,20 @@ pub async fn heartbeat(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let lease_ms = check_token(&state, &req)?;
+    let cluster = cluster(&state)?;
+    let lease_ms = cluster.lease_ms;
+    let nonce = req.headers().get(NONCE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let beat: Heartbeat = json_body(&state, &req, body).await?;
     check_heartbeat(&beat)?;
     state.store.worker_heartbeat(&beat.worker_id, &beat.addr, beat.capacity, &beat.version).await?;
     state.store.renew_task_leases(&beat.worker_id, lease_ms).await?;
     let mut tasks = Vec::new();
     for task in state.store.tasks_for_worker(&beat.worker_id).await? {
-        let password = state.store.source_password(&task)?;
-        let kafka_secrets = state.store.kafka_secrets(&task)?;
+        let secrets = TaskSecrets {
+            source_password: state.store.source_password(&task)?.expose().to_owned(),
+            kafka: state.store.kafka_secrets(&task)?,
+        };
+        let secrets = serde_json::to_vec(&secrets).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         tasks.push(AssignedTask {
             id: task.id,
             version: task.version,
@@ -125,13 +158,12 @@ pub async fn heartbeat(
             desired_state: task.desired_state.as_str().into(),
             state: task.state.as_str().into(),
             spec: task.spec,
-            source_password: password.expose().to_owned(),
-            kafka_secrets,
+            secrets: cluster.key.seal(nonce, &secrets),
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,
         });
     }
-    Ok(proven(&state, &req, ok(HeartbeatReply { lease_ms, tasks })))
+    Ok(ok(HeartbeatReply { lease_ms, tasks }))
 }
 
 /// What every task report shares: the token, the task id, the body, and
@@ -142,7 +174,6 @@ async fn report<T: serde::de::DeserializeOwned>(
     body: web::Payload,
     state_of: impl Fn(&T) -> &str,
 ) -> Result<(i64, T, TaskState), ApiError> {
-    check_token(state, req)?;
     let id = task_id(req)?;
     let r: T = json_body(state, req, body).await?;
     let task_state = state_of(&r).parse().map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("{e}")))?;
@@ -163,7 +194,7 @@ pub async fn progress(
         transaction_time: r.transaction_time,
     };
     let accepted = state.store.record_progress(id, r.epoch, &p).await?;
-    Ok(proven(&state, &req, ok(ReportReply { accepted })))
+    Ok(ok(ReportReply { accepted }))
 }
 
 pub async fn task_state(
@@ -173,7 +204,7 @@ pub async fn task_state(
 ) -> Result<HttpResponse, ApiError> {
     let (id, r, task_state) = report(&state, &req, body, |r: &StateReport| &r.state).await?;
     let accepted = state.store.record_state(id, r.epoch, task_state, &r.message).await?;
-    Ok(proven(&state, &req, ok(ReportReply { accepted })))
+    Ok(ok(ReportReply { accepted }))
 }
 
 #[cfg(test)]

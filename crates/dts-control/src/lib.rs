@@ -174,11 +174,7 @@ async fn authenticate(
         return Ok(req.into_response(err.error_response()));
     };
     if req.path().starts_with("/internal/") {
-        if let Err(err) = internal::check_token(&state, req.request()) {
-            tracing::info!(path = ?req.path(), peer = ?req.peer_addr(), "cluster authentication failed");
-            return Ok(req.into_response(err.error_response()));
-        }
-        return Ok(next.call(req).await?.map_into_boxed_body());
+        return internal::authenticate(req, next, state).await;
     }
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let client = req.peer_addr().map(|a| a.ip());

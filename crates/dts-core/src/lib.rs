@@ -10,7 +10,9 @@
 //! - [`code`]: the numeric error codes of the API envelope.
 //! - [`event`]: row changes and column values as the pipeline carries them.
 //! - [`wire`]: messages between worker nodes and the control plane.
+//! - [`cluster_auth`]: how they prove the cluster token to each other.
 
+pub mod cluster_auth;
 pub mod code;
 pub mod event;
 pub mod filter;

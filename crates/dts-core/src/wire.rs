@@ -37,13 +37,10 @@ pub struct AssignedTask {
     pub desired_state: String,
     pub state: String,
     pub spec: TaskSpec,
-    /// The source password, which the spec never serializes. Sent only to
-    /// authenticated workers; put TLS in front of the control plane when the
-    /// network between nodes is not trusted.
-    pub source_password: String,
-    /// The secrets of `spec.kafka.security`, which the spec never serializes.
-    #[serde(default)]
-    pub kafka_secrets: crate::spec::KafkaSecrets,
+    /// [`TaskSecrets`] as JSON, sealed with
+    /// [`crate::cluster_auth::ClusterKey::seal`] under the request's nonce:
+    /// unreadable on the wire, even without TLS.
+    pub secrets: String,
     pub checkpoint: Option<String>,
     pub transaction_time: Option<i64>,
 }
@@ -76,35 +73,11 @@ pub struct ReportReply {
     pub accepted: bool,
 }
 
-/// The header carrying the cluster token.
-pub const CLUSTER_TOKEN_HEADER: &str = "x-dts-cluster-token";
-
-/// A random value the worker sends with each request...
-pub const CLUSTER_NONCE_HEADER: &str = "x-dts-cluster-nonce";
-/// ...and the control plane's proof that it knows the token too:
-/// hex SHA-256 of `token`, a NUL byte, and the nonce. Workers refuse answers
-/// without it, so only a real control plane can hand them tasks.
-pub const CLUSTER_PROOF_HEADER: &str = "x-dts-cluster-proof";
-
-/// The proof for `nonce`: hex SHA-256 of the token, a NUL byte and the nonce.
-/// It shows knowledge of the token without revealing it.
-pub fn cluster_proof(token: &str, nonce: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(token.as_bytes());
-    h.update([0u8]);
-    h.update(nonce.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn proofs_depend_on_token_and_nonce() {
-        let p = super::cluster_proof("t", "n1");
-        assert_eq!(p.len(), 64);
-        assert_eq!(p, super::cluster_proof("t", "n1"));
-        assert_ne!(p, super::cluster_proof("t", "n2"));
-        assert_ne!(p, super::cluster_proof("u", "n1"));
-    }
+/// What an assigned task needs that its spec never serializes, sealed in
+/// [`AssignedTask::secrets`] for the worker that asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSecrets {
+    pub source_password: String,
+    #[serde(default)]
+    pub kafka: crate::spec::KafkaSecrets,
 }

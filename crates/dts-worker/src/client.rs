@@ -5,11 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dts_core::cluster_auth::{new_nonce, ClusterKey, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use dts_core::spec::Secret;
-use dts_core::wire::{
-    cluster_proof, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, CLUSTER_NONCE_HEADER,
-    CLUSTER_PROOF_HEADER, CLUSTER_TOKEN_HEADER,
-};
+use dts_core::wire::{Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, TaskSecrets};
 use dts_core::TaskState;
 use dts_store::tasks::Progress;
 
@@ -19,7 +17,7 @@ pub struct ControlClient {
     http: reqwest::Client,
     /// Base URLs, e.g. `http://10.0.0.1:8080`.
     bases: Vec<String>,
-    token: Secret,
+    key: ClusterKey,
     /// The base that answered last, tried first next time.
     preferred: AtomicUsize,
 }
@@ -62,58 +60,87 @@ impl ControlClient {
                 }
             })
             .collect();
-        Ok(Self { http, bases, token, preferred: AtomicUsize::new(0) })
+        Ok(Self { http, bases, key: ClusterKey::new(token.expose()), preferred: AtomicUsize::new(0) })
     }
 
+    /// Sends a signed request to each control plane in turn until one
+    /// answers with a valid proof; returns the answer and the request's
+    /// nonce (which opens the answer's sealed secrets).
     async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
-    ) -> Result<R, String> {
+    ) -> Result<(R, String), String> {
+        let body = serde_json::to_vec(body).map_err(|e| format!("cannot encode the request: {e}"))?;
         let first = self.preferred.load(Ordering::Relaxed);
         let mut last_error = String::new();
         for k in 0..self.bases.len() {
             let i = (first + k) % self.bases.len();
             let url = format!("{}{path}", self.bases[i]);
-            let nonce = format!("{:032x}", rand::random::<u128>());
+            let nonce = new_nonce();
+            let ts = dts_core::now_ms();
+            let signature = self.key.sign_request("POST", path, ts, &nonce, &body);
             let sent = self
                 .http
                 .post(&url)
-                .header(CLUSTER_TOKEN_HEADER, self.token.expose())
-                .header(CLUSTER_NONCE_HEADER, &nonce)
-                .json(body)
+                .header(TIMESTAMP_HEADER, ts.to_string())
+                .header(NONCE_HEADER, &nonce)
+                .header(SIGNATURE_HEADER, signature)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
                 .send()
                 .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    // Only a node that knows the token can answer: the other
-                    // half of the mutual authentication.
-                    let proof = resp.headers().get(CLUSTER_PROOF_HEADER).and_then(|v| v.to_str().ok());
-                    if proof != Some(cluster_proof(self.token.expose(), &nonce).as_str()) {
-                        last_error = format!("{url}: the answer does not prove knowledge of the cluster token");
-                        continue;
-                    }
-                    self.preferred.store(i, Ordering::Relaxed);
-                    let envelope: serde_json::Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
-                    return serde_json::from_value(envelope["data"].clone()).map_err(|e| format!("{url}: {e}"));
+            let resp = match sent {
+                Ok(resp) => resp,
+                Err(e) => {
+                    last_error = format!("{url}: {e}");
+                    continue;
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    last_error = format!("{url}: HTTP {status}: {text}");
-                    // A refusal (bad token, bad request) is the same everywhere.
-                    if status.is_client_error() {
-                        return Err(last_error);
-                    }
+            };
+            let status = resp.status();
+            let proof = resp.headers().get(PROOF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    last_error = format!("{url}: {e}");
+                    continue;
                 }
-                Err(e) => last_error = format!("{url}: {e}"),
+            };
+            // Only a node that holds the token can answer, and nobody on the
+            // way can change the answer: the proof covers its body.
+            let proven = proof.is_some_and(|p| self.key.verify_response(&nonce, status.as_u16(), &bytes, &p).is_ok());
+            if !proven {
+                last_error =
+                    format!("{url}: HTTP {status}, and the answer does not prove knowledge of the cluster token");
+                continue;
+            }
+            if status.is_success() {
+                self.preferred.store(i, Ordering::Relaxed);
+                let envelope: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: {e}"))?;
+                let data = serde_json::from_value(envelope["data"].clone()).map_err(|e| format!("{url}: {e}"))?;
+                return Ok((data, nonce));
+            }
+            last_error = format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+            // A refusal (bad request, another cluster) is the same everywhere.
+            if status.is_client_error() {
+                return Err(last_error);
             }
         }
         Err(last_error)
     }
 
-    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply, String> {
-        self.post("/internal/v1/heartbeat", beat).await
+    /// This worker's tasks, with their secrets opened.
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(HeartbeatReply, Vec<TaskSecrets>), String> {
+        let (reply, nonce): (HeartbeatReply, String) = self.post("/internal/v1/heartbeat", beat).await?;
+        let secrets = reply
+            .tasks
+            .iter()
+            .map(|t| {
+                let plain = self.key.open(&nonce, &t.secrets).map_err(|e| format!("task {}: {e}", t.id))?;
+                serde_json::from_slice(&plain).map_err(|e| format!("task {}: secrets: {e}", t.id))
+            })
+            .collect::<Result<Vec<TaskSecrets>, String>>()?;
+        Ok((reply, secrets))
     }
 
     pub async fn progress(&self, id: i64, epoch: i64, p: &Progress) -> Result<bool, RunError> {
@@ -125,7 +152,7 @@ impl ControlClient {
             checkpoint: p.checkpoint.clone(),
             transaction_time: p.transaction_time,
         };
-        let reply: ReportReply = self
+        let (reply, _): (ReportReply, _) = self
             .post(&format!("/internal/v1/tasks/{id}/progress"), &report)
             .await
             .map_err(|e| RunError::Transient(format!("control plane: {e}")))?;
@@ -134,7 +161,7 @@ impl ControlClient {
 
     pub async fn state(&self, id: i64, epoch: i64, state: TaskState, message: &str) -> Result<bool, RunError> {
         let report = StateReport { epoch, state: state.as_str().into(), message: message.into() };
-        let reply: ReportReply = self
+        let (reply, _): (ReportReply, _) = self
             .post(&format!("/internal/v1/tasks/{id}/state"), &report)
             .await
             .map_err(|e| RunError::Transient(format!("control plane: {e}")))?;

@@ -201,11 +201,11 @@ impl Worker {
             }
             Assignments::Control { client, beat } => {
                 let asked = Instant::now();
-                let reply = client.heartbeat(beat).await?;
+                let (reply, secrets) = client.heartbeat(beat).await?;
                 // Stop a safety margin before the control plane may reassign.
                 let lease = Duration::from_millis(u64::try_from(reply.lease_ms).unwrap_or(0));
                 self.lease.renew(asked + lease.saturating_sub(lease / 4));
-                reply.tasks.into_iter().map(TaskAssignment::from_wire).collect()
+                reply.tasks.into_iter().zip(secrets).map(|(t, s)| TaskAssignment::from_wire(t, s)).collect()
             }
         }
     }

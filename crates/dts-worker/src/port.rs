@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use dts_core::spec::{Secret, TaskSpec};
-use dts_core::wire::AssignedTask;
+use dts_core::wire::{AssignedTask, TaskSecrets};
 use dts_core::{DesiredState, TaskState};
 use dts_store::tasks::Progress;
 use dts_store::{Store, TaskRecord};
@@ -43,7 +43,7 @@ impl TaskAssignment {
         }
     }
 
-    pub fn from_wire(task: AssignedTask) -> Result<Self, String> {
+    pub fn from_wire(task: AssignedTask, secrets: TaskSecrets) -> Result<Self, String> {
         Ok(Self {
             id: task.id,
             version: task.version,
@@ -52,10 +52,10 @@ impl TaskAssignment {
             state: task.state.parse().map_err(|e| format!("task {}: {e}", task.id))?,
             spec: {
                 let mut spec = task.spec;
-                task.kafka_secrets.fill(&mut spec.kafka);
+                secrets.kafka.fill(&mut spec.kafka);
                 spec
             },
-            password: Secret::new(task.source_password),
+            password: Secret::new(secrets.source_password),
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,
         })
