@@ -108,12 +108,7 @@ async fn internal_paths_answer_nothing_without_the_cluster_token() {
 type Headers = Vec<(&'static str, String)>;
 
 /// A raw internal request with the given cluster headers; (status, proof, body).
-async fn internal(
-    api: &TestApi,
-    path: &str,
-    headers: Headers,
-    body: &[u8],
-) -> (u16, Option<String>, Vec<u8>) {
+async fn internal(api: &TestApi, path: &str, headers: Headers, body: &[u8]) -> (u16, Option<String>, Vec<u8>) {
     let resp = reqwest::Client::new()
         .post(format!("http://{}{path}", api.addr))
         .headers(headers.into_iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect())

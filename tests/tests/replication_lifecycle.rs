@@ -109,12 +109,23 @@ async fn alter_applies_to_the_running_task_without_losing_rows() {
     let last = last + 10;
     // Nothing is lost across the restart: every row is in one of the topics
     // (rows near the alter may be in both), and later rows use the new format.
+    // Each topic is read on its own: the later rows end the new topic, and
+    // the old one is read until the two together hold every row.
     let (addr, t1, t2) = (rig.kafka.clone(), first.clone(), second.clone());
     let want: BTreeSet<i64> = (1..=last).collect();
-    let both =
-        tokio::task::spawn_blocking(move || dts_e2e::read_until(&addr, &[&t1, &t2], |m| all_ids(m).is_superset(&want)))
-            .await
-            .unwrap();
+    let both = tokio::task::spawn_blocking(move || {
+        let mut newer = dts_e2e::read_until(&addr, &[&t2], |m| all_ids(m).contains(&last));
+        let seen = all_ids(&newer);
+        let older = dts_e2e::read_until(&addr, &[&t1], |m| {
+            let mut ids = all_ids(m);
+            ids.extend(&seen);
+            ids.is_superset(&want)
+        });
+        newer.extend(older);
+        newer
+    })
+    .await
+    .unwrap();
     assert_eq!(all_ids(&both), (1..=last).collect::<BTreeSet<_>>());
     let after: Vec<&Consumed> = both.iter().filter(|m| m.topic == second).collect();
     assert!(after.iter().all(|m| m.payload["__op"] == "c"), "flat format after the alter");

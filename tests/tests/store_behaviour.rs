@@ -329,6 +329,9 @@ mod cluster {
             transaction_time: None,
         };
         assert!(t.store.record_progress(task.id, 1, &running).await.unwrap());
+        // Never while w1's lease runs: two runners would hold the task.
+        assert!(!t.store.assign(task.id, 1, Some(("w2", "10.0.0.2:8080")), 10_000).await.unwrap(), "lease running");
+        assert_eq!(t.store.renew_task_leases("w1", 0).await.unwrap(), 1, "w1's lease ends now");
         // Moved to w2: w1's writes are refused from now on.
         assert!(t.store.assign(task.id, 1, Some(("w2", "10.0.0.2:8080")), 10_000).await.unwrap());
         let on_w2 = t.store.get_task(task.id).await.unwrap().unwrap();
@@ -340,6 +343,8 @@ mod cluster {
         assert_eq!(placements[0].worker_id.as_deref(), Some("w2"));
         assert!(placements[0].desired_running);
         assert_eq!(t.store.renew_task_leases("w2", 5_000).await.unwrap(), 1);
+        assert!(!t.store.assign(task.id, 2, None, 0).await.unwrap(), "lease running");
+        assert_eq!(t.store.renew_task_leases("w2", 0).await.unwrap(), 1);
         assert!(t.store.assign(task.id, 2, None, 0).await.unwrap());
         assert_eq!(t.store.get_task(task.id).await.unwrap().unwrap().worker_id, None);
     }

@@ -360,6 +360,12 @@ impl KafkaSink {
         }
     }
 
+    /// Drops the messages still queued or in flight; their acknowledgements
+    /// fail. For a runner that lost its task to another worker.
+    pub fn purge(&self) {
+        self.producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+    }
+
     /// Waits up to `timeout` for every buffered message to be acknowledged.
     pub async fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
         let producer = self.producer.clone();

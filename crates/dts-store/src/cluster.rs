@@ -155,9 +155,11 @@ impl Store {
             .collect()
     }
 
-    /// Gives the task to `worker` (or to nobody) if it is still at `epoch`,
-    /// bumping the epoch so the previous holder is fenced off. A task moved
-    /// while running shows `Pending` until its new worker reports.
+    /// Gives the task to `worker` (or to nobody) if it is still at `epoch`
+    /// and no holder's lease is running (checked in the same statement, so
+    /// two runners never hold one task), bumping the epoch so the previous
+    /// holder is fenced off. A task moved while running shows `Pending`
+    /// until its new worker reports.
     pub async fn assign(
         &self,
         id: i64,
@@ -172,7 +174,7 @@ impl Store {
         let sql = self.backend.sql(
             "UPDATE dts_tasks SET worker_id = ?, service_addr = ?, epoch = epoch + 1, lease_expires_at = ?, \
              updated_at = ?, state = CASE WHEN state IN ('Running', 'Snapshotting') THEN 'Pending' ELSE state END \
-             WHERE id = ? AND epoch = ?",
+             WHERE id = ? AND epoch = ? AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
         );
         let now = now_ms();
         let done = sqlx::query(&sql)
@@ -182,6 +184,7 @@ impl Store {
             .bind(now)
             .bind(id)
             .bind(epoch)
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)

@@ -315,7 +315,11 @@ async fn run_once<E: Endpoints, R: Reporter>(
 
     // Wind down: stop reading (dropping the receiver is the reader's signal),
     // let every sent message be acknowledged, and record the last fully
-    // delivered position.
+    // delivered position. A runner that lost its task drops what is still
+    // queued instead: another worker may already be delivering it.
+    if matches!(outcome, Err(RunError::Fenced)) || *stop.borrow() == StopReason::Lost {
+        stages.sink.purge();
+    }
     drop(rx);
     if !reader.is_finished() && tokio::time::timeout(cfg.drain_timeout, &mut reader).await.is_err() {
         tracing::warn!(task = task.id, "the source reader did not stop in time; abandoning it");

@@ -40,6 +40,9 @@ pub trait Sink: Send + Sync + 'static {
         key: &[u8],
         payload: &[u8],
     ) -> impl Future<Output = Result<Self::Ack, SinkError>> + Send;
+    /// Drops every message not yet sent: a runner that lost its task must
+    /// not deliver it late, after another worker took over.
+    fn purge(&self);
 }
 
 /// A run's source, opened: where the run starts, and the reader task
@@ -104,6 +107,9 @@ impl Sink for KafkaSink {
     }
     async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
         KafkaSink::send(self, topic, partition, key, payload).await
+    }
+    fn purge(&self) {
+        KafkaSink::purge(self);
     }
 }
 

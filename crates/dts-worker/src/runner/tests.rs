@@ -117,6 +117,8 @@ struct Fake {
     acks: Arc<Mutex<AckMode>>,
     /// The sink panics on this many sends, then behaves.
     panics: Arc<AtomicUsize>,
+    /// Purges of the producer's queue.
+    purges: Arc<AtomicUsize>,
 }
 
 impl Fake {
@@ -127,6 +129,7 @@ impl Fake {
             sent: Arc::default(),
             acks: Arc::new(Mutex::new(AckMode::Immediate)),
             panics: Arc::default(),
+            purges: Arc::default(),
         })
     }
     fn opens(&self) -> Vec<Option<Checkpoint>> {
@@ -141,6 +144,7 @@ struct FakeSink {
     sent: Arc<Mutex<Vec<Vec<u8>>>>,
     acks: Arc<Mutex<AckMode>>,
     panics: Arc<AtomicUsize>,
+    purges: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
@@ -166,6 +170,9 @@ impl Sink for FakeSink {
         }
         self.sent.lock().unwrap().push(payload.to_vec());
         Ok(FakeAck(*self.acks.lock().unwrap()))
+    }
+    fn purge(&self) {
+        self.purges.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -205,7 +212,12 @@ impl Endpoints for Fake {
     }
 
     fn connect_sink(&self, _: &TaskAssignment) -> Result<FakeSink, RunError> {
-        Ok(FakeSink { sent: self.sent.clone(), acks: self.acks.clone(), panics: self.panics.clone() })
+        Ok(FakeSink {
+            sent: self.sent.clone(),
+            acks: self.acks.clone(),
+            panics: self.panics.clone(),
+            purges: self.purges.clone(),
+        })
     }
 }
 
@@ -381,6 +393,7 @@ async fn fencing_mid_transaction_ends_quietly() {
     assert_eq!(writes.len(), 1, "nothing written after the fence: {writes:?}");
     assert_eq!(fake.opens().len(), 1, "no retry of a task that is not ours");
     assert_eq!(fake.log.lock().unwrap().closed, 1);
+    assert_eq!(fake.purges.load(Ordering::SeqCst), 1, "queued messages are dropped, not delivered late");
 }
 
 #[tokio::test(start_paused = true)]
@@ -396,6 +409,7 @@ async fn an_expired_lease_stops_production_before_the_next_message() {
     let handle = spawn_with(fake.clone(), reporter.clone(), task(None), config(), lease);
     ended(handle).await;
     assert_eq!(fake.sent(), 1, "only the message sent while the lease held");
+    assert_eq!(fake.purges.load(Ordering::SeqCst), 1, "what was queued is dropped, not delivered late");
     assert_eq!(fake.opens().len(), 1);
     assert!(!reporter.has(TaskState::Stopped, "") && !reporter.has(TaskState::Failed, ""));
 }
