@@ -17,6 +17,7 @@
 #   DTS_TEST_MYSQL_NOMETA_URL  a second MariaDB logging no row metadata
 #   DTS_TEST_MYSQL_REPLICA_URL  (mariadb-replicated) the replica
 #   DTS_TEST_PG_URL     admin URL of the PostgreSQL
+#   DTS_TEST_PG_CA      CA of its TLS certificate (TLS is offered, not required)
 #   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
 #                       in-memory storage: its data is gone when it stops)
 # A crashed run leaves nothing that breaks the next one: `up` stops stale
@@ -199,11 +200,16 @@ start_postgres() {
     if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$d"; fi
     "${as[@]}" "$bin/initdb" -D "$d/data" -U postgres --auth=trust -E UTF8 >"$d/initdb.log" 2>&1 \
         || { cat "$d/initdb.log" >&2; return 1; }
+    # TLS is offered, not required: store tests connect both ways, and
+    # verify the certificate against DTS_TEST_PG_CA.
+    "$ROOT/scripts/certs.sh" "$d/certs"
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$d/certs"; fi
     "${as[@]}" "$bin/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 30 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $d -c max_connections=300 -c fsync=off" start >/dev/null \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $d -c max_connections=300 -c fsync=off -c ssl=on -c ssl_cert_file=$d/certs/server.pem -c ssl_key_file=$d/certs/server.key" start >/dev/null \
         || { tail -30 "$d/server.log" >&2; return 1; }
     echo "export DTS_TEST_PG_URL='postgres://postgres@127.0.0.1:$port'" >> "$ENV_FILE"
-    log "PostgreSQL on 127.0.0.1:$port (data in $d)"
+    echo "export DTS_TEST_PG_CA='$d/certs/ca.pem'" >> "$ENV_FILE"
+    log "PostgreSQL on 127.0.0.1:$port, TLS offered (data in $d)"
 }
 
 start_kafka() {

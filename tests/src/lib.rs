@@ -29,7 +29,8 @@ pub use rig::*;
 pub use source::*;
 pub use store::*;
 
-fn required() -> bool {
+/// True where a missing server must fail the test instead of skipping it.
+pub fn required() -> bool {
     std::env::var("DTS_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 

@@ -20,7 +20,7 @@ per_backend!(fresh_store =>
     delete_removes,
     passwords_are_sealed_at_rest,
     reopening_migrates_idempotently_and_checks_the_key,
-    users_are_inserted_once,
+    users_are_inserted_once_changed_and_deleted,
     concurrent_creates_get_distinct_ids,
 );
 
@@ -213,13 +213,33 @@ async fn reopening_migrates_idempotently_and_checks_the_key(t: TestStore) {
     assert!(err.to_string().contains("another secret key"), "{err}");
 }
 
-async fn users_are_inserted_once(t: TestStore) {
+async fn users_are_inserted_once_changed_and_deleted(t: TestStore) {
     assert!(t.store.stored_users().await.unwrap().is_empty());
-    let first = StoredUser { name: "admin".into(), password_hash: "$argon2id$first".into() };
-    let second = StoredUser { name: "admin".into(), password_hash: "$argon2id$second".into() };
-    assert!(t.store.insert_user_if_absent(&first).await.unwrap());
-    assert!(!t.store.insert_user_if_absent(&second).await.unwrap());
-    assert_eq!(t.store.stored_users().await.unwrap(), vec![first]);
+    let user = |hash: &str, role: &str, generated: bool| StoredUser {
+        name: "admin".into(),
+        password_hash: hash.into(),
+        role: role.into(),
+        generated,
+        created_at: 0,
+    };
+    assert!(t.store.insert_user_if_absent(&user("$argon2id$first", "admin", true)).await.unwrap());
+    assert!(!t.store.insert_user_if_absent(&user("$argon2id$second", "viewer", false)).await.unwrap());
+    let stored = t.store.stored_users().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].password_hash.as_str(), stored[0].role.as_str()), ("$argon2id$first", "admin"));
+    assert!(stored[0].generated && stored[0].created_at > 0);
+
+    // Each part changes alone; the same value again still counts as found.
+    assert!(t.store.update_user("admin", Some("$argon2id$third"), None).await.unwrap());
+    assert!(t.store.update_user("admin", None, Some("operator")).await.unwrap());
+    assert!(t.store.update_user("admin", None, Some("operator")).await.unwrap());
+    assert!(!t.store.update_user("nobody", Some("$argon2id$x"), None).await.unwrap());
+    let stored = t.store.stored_users().await.unwrap();
+    assert_eq!((stored[0].password_hash.as_str(), stored[0].role.as_str()), ("$argon2id$third", "operator"));
+
+    assert!(t.store.delete_user("admin").await.unwrap());
+    assert!(!t.store.delete_user("admin").await.unwrap());
+    assert!(t.store.stored_users().await.unwrap().is_empty());
 }
 
 async fn concurrent_creates_get_distinct_ids(t: TestStore) {

@@ -1,7 +1,10 @@
 //! HTTP Basic authentication and roles for every endpoint but `/healthz`.
 //!
 //! Users come from the config file (argon2id hashes or plain passwords),
-//! `DTS_AUTH_USERS`, and the store (the user generated at first start).
+//! `DTS_AUTH_USERS`, and the store (users created over the API and the user
+//! generated at first start; see [`crate::users`]). Configured users are
+//! fixed for the life of the process; stored ones are replaced whenever the
+//! store's table changes.
 //! Plain passwords are kept only as SHA-256 digests and compared in constant
 //! time. Argon2 verification is slow and takes ~19 MiB on purpose, so:
 //! a successful check is remembered for a while under a digest of the
@@ -12,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -148,6 +151,7 @@ pub fn generate_password() -> String {
     rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(24).map(char::from).collect()
 }
 
+#[derive(Clone)]
 enum Verifier {
     Digest([u8; 32]),
     Argon2(String),
@@ -178,7 +182,10 @@ impl Default for Policy {
 
 /// Checks `Authorization` headers against the known users.
 pub struct Authenticator {
+    /// From the config file and `DTS_AUTH_USERS`; they win over stored ones.
     users: HashMap<String, (Verifier, Role)>,
+    /// From the store, replaced as a whole by [`Authenticator::set_stored`].
+    stored: RwLock<HashMap<String, (Verifier, Role)>>,
     /// Digest of recently verified argon2 credentials -> when verified.
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     /// Recent failures per `user:NAME` / `addr:IP`: (count, window start).
@@ -223,6 +230,7 @@ impl Authenticator {
         }
         Ok(Self {
             users: map,
+            stored: RwLock::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             argon2_slots: tokio::sync::Semaphore::new(policy.argon2_parallel.max(1)),
@@ -230,8 +238,51 @@ impl Authenticator {
         })
     }
 
+    /// Users configured in the file or `DTS_AUTH_USERS`, with their roles.
+    pub fn configured(&self) -> Vec<(String, Role)> {
+        let mut v: Vec<_> = self.users.iter().map(|(n, (_, r))| (n.clone(), *r)).collect();
+        v.sort();
+        v
+    }
+
+    /// Replaces the users read from the store (argon2 hashes only). A
+    /// stored user with the name of a configured one is ignored.
+    pub fn set_stored(&self, users: Vec<(String, String, Role)>) {
+        let map = users
+            .into_iter()
+            .filter(|(name, _, _)| !self.users.contains_key(name))
+            .map(|(name, phc, role)| (name, (Verifier::Argon2(phc), role)))
+            .collect();
+        if let Ok(mut stored) = self.stored.write() {
+            *stored = map;
+        }
+    }
+
+    /// How many users can log in now.
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.users.len() + self.stored.read().map_or(0, |s| s.len())
+    }
+
+    fn lookup(&self, name: &str) -> Option<(Verifier, Role)> {
+        if let Some(found) = self.users.get(name) {
+            return Some(found.clone());
+        }
+        self.stored.read().ok()?.get(name).cloned()
+    }
+
+    /// An argon2id hash of `password`, computed on a blocking thread within
+    /// the same bound as verifications.
+    pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
+        let busy = || ApiError::too_many("too many password checks at once; retry shortly", 1);
+        let _slot = tokio::time::timeout(self.policy.argon2_wait, self.argon2_slots.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("password hashing stopped: {e}")))?
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot hash the password: {e}")))
     }
 
     /// Verifies an `Authorization` header value from `client`.
@@ -252,7 +303,8 @@ impl Authenticator {
         };
         let keys = [format!("user:{name}"), client.map_or_else(String::new, |ip| format!("addr:{ip}"))];
         self.throttled(&keys)?;
-        let ok = match self.users.get(name) {
+        let user = self.lookup(name);
+        let ok = match &user {
             Some((Verifier::Digest(want), _)) => bool::from(sha256(&[password.as_bytes()]).ct_eq(want)),
             Some((Verifier::Argon2(phc), _)) => self.verify_argon2(name, password, phc).await?,
             None => {
@@ -261,8 +313,8 @@ impl Authenticator {
                 false
             }
         };
-        match (ok, self.users.get(name)) {
-            (true, Some((_, role))) => Ok(Identity { name: name.to_owned(), role: *role }),
+        match (ok, user) {
+            (true, Some((_, role))) => Ok(Identity { name: name.to_owned(), role }),
             _ => {
                 self.failed(&keys);
                 Err(denied("wrong user name or password"))

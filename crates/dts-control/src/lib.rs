@@ -4,7 +4,8 @@
 //! - [`routes`]: the URL table; every endpoint answers with the seed's
 //!   envelope, unknown paths and methods included.
 //! - [`handlers`]: submit, list, alter, detail, stop, start, delete, healthz.
-//! - [`auth`]: HTTP Basic users (config, env, first-start generated user).
+//! - [`auth`]: HTTP Basic users (config, env, stored) and roles.
+//! - [`users`]: API users managed over the API, shared through the store.
 //! - [`envelope`]: `{code,message,ttl,data}` and [`envelope::ApiError`].
 //! - [`views`]: the JSON shapes of list items and task details.
 //! - [`workers`]: operators' view of worker nodes (list, drain, activate).
@@ -20,6 +21,7 @@ pub mod handlers;
 pub mod internal;
 pub mod scheduler;
 pub mod tls;
+pub mod users;
 pub mod views;
 pub mod workers;
 
@@ -32,7 +34,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpServer, ResponseError};
+use actix_web::{web, App, HttpMessage, HttpServer, ResponseError};
 use dts_store::tasks::Assignment;
 use dts_store::Store;
 
@@ -102,6 +104,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/dispatch/start/{id}").route(web::post().to(start)))
         .service(resource("/v1/task/list").route(web::get().to(list)))
         .service(resource("/v1/task/{id}").route(web::get().to(detail)).route(web::delete().to(delete)))
+        .service(resource("/v1/users").route(web::get().to(users::list)).route(web::post().to(users::create)))
+        .service(
+            resource("/v1/users/{name}").route(web::put().to(users::change)).route(web::delete().to(users::delete)),
+        )
         .service(resource("/v1/workers").route(web::get().to(workers::list)))
         .service(resource("/v1/workers/{id}/drain").route(web::post().to(workers::drain)))
         .service(resource("/v1/workers/{id}/activate").route(web::post().to(workers::activate)))
@@ -186,7 +192,9 @@ async fn authenticate(
         }
     };
     let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
-    if identity.role == auth::Role::Viewer && !reads {
+    // User management decides per request (everyone may change their own password).
+    let users_path = req.path() == "/v1/users" || req.path().starts_with("/v1/users/");
+    if identity.role == auth::Role::Viewer && !reads && !users_path {
         let err = envelope::ApiError::new(
             dts_core::ErrorCode::Forbidden,
             format!("user {:?} has the viewer role, which may only read; ask an operator or admin", identity.name),
@@ -195,6 +203,7 @@ async fn authenticate(
     }
     let changes = !reads;
     let (method, path, peer) = (req.method().clone(), req.path().to_owned(), req.peer_addr());
+    req.extensions_mut().insert(identity.clone());
     let res = next.call(req).await?.map_into_boxed_body();
     if changes {
         // The audit trail: who changed what, from where, and how it ended.

@@ -1,6 +1,7 @@
 //! HTTPS for the API listener: a certificate and key from PEM files,
 //! re-read when either file changes, so a renewed certificate (certbot,
-//! cert-manager) is served without a restart.
+//! cert-manager) is served without a restart; optionally, client
+//! certificates required and verified against a CA (mutual TLS).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -22,6 +23,24 @@ pub enum TlsError {
     Key { path: PathBuf, reason: String },
     #[error("TLS certificate {cert} and key {key} do not go together: {reason}")]
     Mismatch { cert: PathBuf, key: PathBuf, reason: String },
+    #[error("TLS client CA file {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
+}
+
+/// A verifier that accepts only clients with a certificate from `ca`.
+fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let err = |reason: String| TlsError::ClientCa { path: ca.into(), reason };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| err(e.to_string()))? {
+        roots.add(cert.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("holds no CERTIFICATE block".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| err(e.to_string()))
 }
 
 fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
@@ -60,8 +79,10 @@ impl ResolvesServerCert for Reloading {
 }
 
 /// A rustls server configuration for `cert` and `key` (PEM), offering
-/// HTTP/2 and HTTP/1.1. Fails at start when the files are unusable.
-pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
+/// HTTP/2 and HTTP/1.1, and with `client_ca` requiring a client certificate
+/// it signed. Fails at start when the files are unusable.
+pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<rustls::ServerConfig, TlsError> {
+    let clients = client_ca.map(client_verifier).transpose()?;
     let resolver = Arc::new(Reloading { current: RwLock::new(load(cert, key)?) });
     let watched = Arc::downgrade(&resolver);
     let (cert, key) = (cert.to_owned(), key.to_owned());
@@ -89,11 +110,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Tl
             }
         })
         .map_err(|e| TlsError::Cert { path: PathBuf::new(), reason: format!("cannot start the reload thread: {e}") })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Cert { path: PathBuf::new(), reason: e.to_string() })?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .map_err(|e| TlsError::Cert { path: PathBuf::new(), reason: e.to_string() })?;
+    let mut config = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    }
+    .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

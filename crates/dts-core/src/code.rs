@@ -45,6 +45,8 @@ pub enum ErrorCode {
     TaskNotFound,
     /// No worker node with that id.
     WorkerNotFound,
+    /// No API user with that name.
+    UserNotFound,
     /// No such endpoint.
     RouteNotFound,
     /// The endpoint exists but not for this HTTP method.
@@ -85,6 +87,7 @@ impl ErrorCode {
             Self::Forbidden => 40300,
             Self::TaskNotFound => 40400,
             Self::WorkerNotFound => 40401,
+            Self::UserNotFound => 40402,
             Self::RouteNotFound => 40404,
             Self::MethodNotAllowed => 40500,
             Self::Conflict => 40900,
@@ -104,7 +107,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::Ok,
         Self::MalformedJson,
         Self::InvalidField,
@@ -123,6 +126,7 @@ impl ErrorCode {
         Self::Forbidden,
         Self::TaskNotFound,
         Self::WorkerNotFound,
+        Self::UserNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::Conflict,

@@ -28,17 +28,32 @@ impl std::fmt::Debug for ControlClient {
     }
 }
 
+/// TLS settings of the connections to the control planes.
+#[derive(Debug, Clone, Default)]
+pub struct ControlTls {
+    /// PEM CA certificates trusted besides the public roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain followed by its private key, for
+    /// control planes that require client certificates.
+    pub identity_pem: Option<Vec<u8>>,
+}
+
 impl ControlClient {
     /// `ca_pem`: the CA certificate(s) that signed `https://` control
     /// planes' certificates, besides the public roots. Host names are
     /// verified; redirects are never followed (a redirect could send the
     /// cluster's requests elsewhere).
-    pub fn new(bases: Vec<String>, token: Secret, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+    pub fn new(bases: Vec<String>, token: Secret, timeout: Duration, tls: &ControlTls) -> Result<Self, String> {
         if bases.is_empty() {
             return Err("no control-plane address given".into());
         }
         let mut http = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = ca_pem {
+        if let Some(pem) = &tls.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem)
+                .map_err(|e| format!("the client certificate and key are not usable PEM: {e}"))?;
+            http = http.identity(identity);
+        }
+        if let Some(pem) = tls.ca_pem.as_deref() {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("the control CA is not PEM certificates: {e}"))?;
             if certs.is_empty() {

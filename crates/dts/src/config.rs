@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert
     #[arg(long, env = "DTS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): with it, every client must present a certificate it signed (mutual TLS)
+    #[arg(long, env = "DTS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Options of `dts worker`, on top of the shared ones.
@@ -79,6 +82,12 @@ pub struct WorkerArgs {
     /// PEM CA certificate(s) that signed the control planes' certificates (for https:// control URLs)
     #[arg(long, env = "DTS_CONTROL_CA")]
     pub control_ca: Option<PathBuf>,
+    /// PEM client certificate chain this node presents to control planes that require one
+    #[arg(long, env = "DTS_CONTROL_CERT", requires = "control_key")]
+    pub control_cert: Option<PathBuf>,
+    /// PEM private key of --control-cert
+    #[arg(long, env = "DTS_CONTROL_KEY", requires = "control_cert")]
+    pub control_key: Option<PathBuf>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.
@@ -102,8 +111,11 @@ pub struct FileConfig {
     pub worker_id: Option<String>,
     pub capacity: Option<i64>,
     pub control_ca: Option<PathBuf>,
+    pub control_cert: Option<PathBuf>,
+    pub control_key: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     /// Largest request body in bytes [default: 1 MiB].
     pub max_body_bytes: Option<usize>,
     /// Largest `per_page` of the task list [default: 1000].
@@ -165,6 +177,8 @@ pub struct Settings {
     pub lease_ms: i64,
     /// Certificate and key files: the listener speaks HTTPS only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA of the client certificates the listener requires.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 pub fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -223,6 +237,12 @@ impl Settings {
             (None, None) => None,
             _ => return Err(ConfigError::Invalid("tls_cert and tls_key go together: set both or neither".into())),
         };
+        let tls_client_ca = args.tls_client_ca.or(file.tls_client_ca);
+        if tls_client_ca.is_some() && tls.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls_client_ca needs tls_cert and tls_key: client certificates need TLS".into(),
+            ));
+        }
         let mut users = Vec::new();
         for u in file.users {
             let credential = match (u.password, u.password_hash) {
@@ -254,6 +274,7 @@ impl Settings {
             cluster_token: args.cluster_token.map(Secret::new).or(file.cluster_token),
             lease_ms,
             tls,
+            tls_client_ca,
         })
     }
 }

@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use dts_control::auth::{generate_password, hash_password, Authenticator, Credential, Role, UserEntry};
+use dts_control::auth::{generate_password, hash_password, Authenticator, Role};
 use dts_control::internal::ClusterSettings;
 use dts_control::scheduler::SchedulerConfig;
 use dts_control::{AppState, Placement};
 use dts_core::wire::Heartbeat;
 use dts_store::users::StoredUser;
 use dts_store::{redact_url, SecretCipher, Store};
-use dts_worker::client::ControlClient;
+use dts_worker::client::{ControlClient, ControlTls};
 use dts_worker::{Worker, WorkerConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -136,8 +136,12 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     let store = Store::open(url, cipher).await.map_err(|source| RunError::Store { url: redact_url(url), source })?;
     tracing::info!(store = %redact_url(url), backend = store.backend().name(), "task store ready");
 
-    let users = users_with_bootstrap(&store, std::mem::take(&mut settings.users)).await?;
-    let auth = Authenticator::new(users).map_err(|e| RunError::Other(e.to_string()))?;
+    let users = std::mem::take(&mut settings.users);
+    bootstrap_user(&store, users.is_empty()).await?;
+    let auth = Arc::new(Authenticator::new(users).map_err(|e| RunError::Other(e.to_string()))?);
+    dts_control::users::reload(&store, &auth)
+        .await
+        .map_err(|source| RunError::Store { url: redact_url(url), source })?;
     // One worker in standalone mode: a fixed id, so its tasks stay its own
     // whatever address it is started on.
     let worker_id = STANDALONE_WORKER.to_owned();
@@ -156,11 +160,17 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
             (Placement::Cluster, Some(ClusterSettings::new(token.expose(), settings.lease_ms)))
         }
     };
-    let state = AppState { store: store.clone(), auth: Arc::new(auth), placement, limits: settings.limits, cluster };
+    let state = AppState { store: store.clone(), auth: Arc::clone(&auth), placement, limits: settings.limits, cluster };
     // Shutdown protocol: a signal stops the API (finishing requests in
     // flight), then the scheduler and the local worker, which flushes and
     // checkpoints every task.
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let users_follower = {
+        let mut stopped = background_stopped.clone();
+        tokio::spawn(dts_control::users::follow(store.clone(), auth, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    };
     let background = match mode {
         Mode::Standalone => {
             let cfg = worker_config(worker_id, &settings);
@@ -180,6 +190,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     let served = dts_control::serve(state, settings.listen, settings.http_workers, tls, shutdown_signal()).await;
     let _ = stop_background.send(true);
     let _ = background.await;
+    let _ = users_follower.await;
     served.map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     store.close().await;
     tracing::info!("stopped");
@@ -190,7 +201,10 @@ fn listener_tls(settings: &Settings) -> Result<Option<rustls::ServerConfig>, Run
     settings
         .tls
         .as_ref()
-        .map(|(cert, key)| dts_control::tls::server_config(cert, key).map_err(|e| RunError::Other(e.to_string())))
+        .map(|(cert, key)| {
+            dts_control::tls::server_config(cert, key, settings.tls_client_ca.as_deref())
+                .map_err(|e| RunError::Other(e.to_string()))
+        })
         .transpose()
 }
 
@@ -209,13 +223,25 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
     let control = if args.control.is_empty() { file.control.clone().unwrap_or_default() } else { args.control };
     let worker_id = args.worker_id.or(file.worker_id.clone());
     let capacity = args.capacity.or(file.capacity).unwrap_or(16);
-    let control_ca = match args.control_ca.or(file.control_ca.clone()) {
-        Some(path) => Some(
-            std::fs::read(&path)
-                .map_err(|e| RunError::Other(format!("cannot read the control CA {}: {e}", path.display())))?,
-        ),
-        None => None,
+    let read = |what: &str, path: Option<PathBuf>| -> Result<Option<Vec<u8>>, RunError> {
+        path.map(|p| {
+            std::fs::read(&p).map_err(|e| RunError::Other(format!("cannot read the {what} {}: {e}", p.display())))
+        })
+        .transpose()
     };
+    let identity_pem =
+        match (args.control_cert.or(file.control_cert.clone()), args.control_key.or(file.control_key.clone())) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read("control client certificate", Some(cert))?.unwrap_or_default();
+                pem.push(b'\n');
+                pem.extend(read("control client key", Some(key))?.unwrap_or_default());
+                Some(pem)
+            }
+            (None, None) => None,
+            _ => return Err(RunError::Other("control_cert and control_key go together: set both or neither".into())),
+        };
+    let control_tls =
+        ControlTls { ca_pem: read("control CA", args.control_ca.or(file.control_ca.clone()))?, identity_pem };
     let settings = Settings::resolve(args.serve, file, None)?;
     if control.is_empty() {
         return Err(RunError::Other("`dts worker` needs its control planes: set DTS_CONTROL_URLS or --control".into()));
@@ -236,7 +262,7 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
         .build()
         .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5), control_ca.as_deref())
+        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5), &control_tls)
             .map_err(RunError::Other)?;
         let beat = Heartbeat {
             worker_id: worker_id.clone(),
@@ -303,32 +329,32 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-/// Configured users, plus the users dts stored itself. With none at all, a
-/// user is generated, its argon2 hash stored, and its password printed once.
-async fn users_with_bootstrap(store: &Store, mut users: Vec<UserEntry>) -> Result<Vec<UserEntry>, RunError> {
+/// With no user configured and none stored, generates an admin, stores its
+/// argon2 hash, and prints its password once.
+async fn bootstrap_user(store: &Store, none_configured: bool) -> Result<(), RunError> {
     let store_err = |source| RunError::Store { url: "(open)".into(), source };
-    let mut stored = store.stored_users().await.map_err(store_err)?;
-    if users.is_empty() && stored.is_empty() {
-        let password = generate_password();
-        let hash = hash_password(&password).map_err(RunError::Other)?;
-        let user = StoredUser { name: BOOTSTRAP_USER.into(), password_hash: hash };
-        if store.insert_user_if_absent(&user).await.map_err(store_err)? {
-            eprintln!(
-                "dts: no API users were configured, so one was created.\n\
-                 dts:   user: {BOOTSTRAP_USER}\n\
-                 dts:   password: {password}\n\
-                 dts: This password is shown only once; only its hash is stored. \
-                 Set DTS_AUTH_USERS or [[users]] in the config file to choose your own."
-            );
-        }
-        stored = store.stored_users().await.map_err(store_err)?;
+    if !none_configured || !store.stored_users().await.map_err(store_err)?.is_empty() {
+        return Ok(());
     }
-    for u in stored {
-        if !users.iter().any(|c| c.name == u.name) {
-            users.push(UserEntry { name: u.name, credential: Credential::Hash(u.password_hash), role: Role::Admin });
-        }
+    let password = generate_password();
+    let hash = hash_password(&password).map_err(RunError::Other)?;
+    let user = StoredUser {
+        name: BOOTSTRAP_USER.into(),
+        password_hash: hash,
+        role: Role::Admin.as_str().into(),
+        generated: true,
+        created_at: 0,
+    };
+    if store.insert_user_if_absent(&user).await.map_err(store_err)? {
+        eprintln!(
+            "dts: no API users were configured, so one was created.\n\
+             dts:   user: {BOOTSTRAP_USER}\n\
+             dts:   password: {password}\n\
+             dts: This password is shown only once; only its hash is stored. \
+             Set DTS_AUTH_USERS or [[users]] in the config file, or create users with POST /v1/users."
+        );
     }
-    Ok(users)
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -39,11 +39,19 @@ fn dts(dir: &Path) -> Command {
 }
 
 fn get(port: u16, path: &str, auth: Option<&str>) -> Result<(u16, String), String> {
-    let mut req = ureq::get(&format!("http://127.0.0.1:{port}{path}")).timeout(Duration::from_secs(5));
+    send(port, "GET", path, auth, None)
+}
+
+fn send(port: u16, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> Result<(u16, String), String> {
+    let mut req = ureq::request(method, &format!("http://127.0.0.1:{port}{path}")).timeout(Duration::from_secs(5));
     if let Some(a) = auth {
         req = req.set("Authorization", a);
     }
-    match req.call() {
+    let res = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    match res {
         Ok(r) => Ok((r.status(), r.into_string().unwrap())),
         Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap())),
         Err(e) => Err(e.to_string()),
@@ -112,6 +120,147 @@ fn first_start_generates_a_user_once_and_its_password_works() {
     assert!(!err.contains(&password), "the password is printed only once");
     let db = std::fs::read(dir.path().join("data/dts.db")).unwrap();
     assert!(!db.windows(password.len()).any(|w| w == password.as_bytes()), "only a hash is stored");
+
+    // Once an admin is configured, the generated one opens nothing; a
+    // configured viewer does not count.
+    let mut third = spawn(
+        dts(dir.path())
+            .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DTS_AUTH_USERS", "dash:pw:viewer"),
+    );
+    wait_ready(&mut third, port);
+    assert_eq!(get(port, "/v1/task/list", Some(&good)).unwrap().0, 200, "no admin configured yet");
+    drop(stop_and_read_stderr(third));
+    let mut fourth = spawn(
+        dts(dir.path())
+            .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DTS_AUTH_USERS", "replicator:dtsfor3.1415926"),
+    );
+    wait_ready(&mut fourth, port);
+    assert_eq!(get(port, "/v1/task/list", Some(&good)).unwrap().0, 401, "the generated admin is disabled");
+    assert_eq!(get(port, "/v1/task/list", Some(SEED_AUTH)).unwrap().0, 200);
+    drop(stop_and_read_stderr(fourth));
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// The envelope's `code` of a call, after checking the HTTP status matches it.
+#[track_caller]
+fn code_of(port: u16, method: &str, path: &str, auth: &str, body: Option<&str>) -> i64 {
+    let (status, text) = send(port, method, path, Some(auth), body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let code = v["code"].as_i64().unwrap();
+    assert_eq!(i64::from(status), if code == 0 { 200 } else { code / 100 }, "{text}");
+    code
+}
+
+/// Polls until `path` answers `status` for `auth` on `port` (changes reach
+/// every node within a second). Slowly: each wrong login counts towards
+/// the node's throttling of this address (10 a minute).
+#[track_caller]
+fn wait_status(port: u16, path: &str, auth: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = get(port, path, Some(auth)).unwrap().0;
+        if got == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} answered {got}, not {status}, on port {port}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
+
+#[test]
+fn users_managed_over_the_api_apply_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_port(), free_port());
+    let control = |port: u16| {
+        let mut cmd = dts(dir.path());
+        cmd.args(["control", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DTS_CLUSTER_TOKEN", "users-test-token")
+            .env("DTS_LOG", "warn,dts::audit=info");
+        cmd
+    };
+    let mut first = spawn(&mut control(a));
+    wait_ready(&mut first, a);
+    let err = stop_and_read_stderr(first);
+    let generated = err.lines().find_map(|l| l.strip_prefix("dts:   password: ")).expect(&err).trim().to_owned();
+    let gen = basic("admin", &generated);
+    // Two control planes on one store.
+    let mut node_a = spawn(&mut control(a));
+    let mut node_b = spawn(&mut control(b));
+    wait_ready(&mut node_a, a);
+    wait_ready(&mut node_b, b);
+
+    let list = |port: u16, auth: &str| {
+        let (status, text) = get(port, "/v1/users", Some(auth)).unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(!text.contains("password"), "no hash or password is listed: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["data"]["users"].as_array().unwrap().clone()
+    };
+    let users = list(a, &gen);
+    assert_eq!(users.len(), 1);
+    assert_eq!((users[0]["name"].as_str(), users[0]["source"].as_str()), (Some("admin"), Some("generated")));
+
+    // An admin created on A logs in on B; the generated admin then stops working everywhere.
+    let alice = basic("alice", "alice-pass-1");
+    let body = r#"{"user":{"name":"alice","password":"alice-pass-1","role":"admin"}}"#;
+    assert_eq!(code_of(a, "POST", "/v1/users", &gen, Some(body)), 0);
+    assert_eq!(code_of(a, "POST", "/v1/users", &alice, Some(body)), 40900, "a name is taken once");
+    wait_status(b, "/v1/task/list", &alice, 200);
+    wait_status(b, "/v1/task/list", &gen, 401);
+    assert_eq!(get(a, "/v1/task/list", Some(&gen)).unwrap().0, 401);
+    let users = list(b, &alice);
+    let generated_row = users.iter().find(|u| u["name"] == "admin").unwrap();
+    assert_eq!(generated_row["active"], false);
+
+    // Bad input is refused with the field's code and changes nothing.
+    for bad in [
+        r#"{"user":{"name":"x","password":"short","role":"viewer"}}"#,
+        r#"{"user":{"name":"x","password":"long enough","role":"root"}}"#,
+        r#"{"user":{"name":"a:b","password":"long enough","role":"viewer"}}"#,
+        r#"{"user":{"name":"x","password":"long enough","role":"viewer","extra":1}}"#,
+        r#"{"user":{"name":"x","password":"long enough"}}"#,
+    ] {
+        assert_eq!(code_of(a, "POST", "/v1/users", &alice, Some(bad)), 40002, "{bad}");
+    }
+    assert_eq!(code_of(a, "POST", "/v1/users", &alice, Some("{")), 40001);
+    assert_eq!(code_of(a, "DELETE", "/v1/users/nobody", &alice, None), 40402);
+
+    // A viewer reads tasks, cannot manage users, and may change its own password.
+    let body = r#"{"user":{"name":"dash","password":"dash-pass-1","role":"viewer"}}"#;
+    assert_eq!(code_of(b, "POST", "/v1/users", &alice, Some(body)), 0);
+    let dash = basic("dash", "dash-pass-1");
+    wait_status(a, "/v1/task/list", &dash, 200);
+    assert_eq!(code_of(a, "GET", "/v1/users", &dash, None), 40300);
+    assert_eq!(code_of(a, "POST", "/v1/users", &dash, Some(body)), 40300);
+    assert_eq!(code_of(a, "PUT", "/v1/users/dash", &dash, Some(r#"{"user":{"role":"admin"}}"#)), 40300);
+    assert_eq!(code_of(a, "PUT", "/v1/users/alice", &dash, Some(r#"{"user":{"password":"taken-over"}}"#)), 40300);
+    assert_eq!(code_of(a, "PUT", "/v1/users/dash", &dash, Some(r#"{"user":{"password":"dash-pass-2"}}"#)), 0);
+    wait_status(b, "/v1/task/list", &dash, 401);
+    wait_status(b, "/v1/task/list", &basic("dash", "dash-pass-2"), 200);
+
+    // No change may leave the cluster without an admin; the generated admin can be deleted.
+    assert_eq!(code_of(a, "DELETE", "/v1/users/alice", &alice, None), 40900);
+    assert_eq!(code_of(a, "PUT", "/v1/users/alice", &alice, Some(r#"{"user":{"role":"operator"}}"#)), 40900);
+    assert_eq!(code_of(a, "DELETE", "/v1/users/admin", &alice, None), 0);
+    // Revocation reaches the other node within a second.
+    assert_eq!(code_of(a, "DELETE", "/v1/users/dash", &alice, None), 0);
+    wait_status(b, "/v1/task/list", &basic("dash", "dash-pass-2"), 401);
+    let names: Vec<_> = list(b, &alice).iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["alice"]);
+
+    let err = stop_and_read_stderr(node_a) + &stop_and_read_stderr(node_b);
+    for secret in ["alice-pass-1", "dash-pass-1", "dash-pass-2"] {
+        assert!(!err.contains(secret), "{secret} logged");
+    }
+    assert!(err.contains("user created") && err.contains("user deleted"), "audit lines: {err}");
+    let db = std::fs::read(dir.path().join("data/dts.db")).unwrap();
+    assert!(!db.windows(12).any(|w| w == b"alice-pass-1"), "only hashes are stored");
 }
 
 #[test]

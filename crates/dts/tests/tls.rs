@@ -1,7 +1,8 @@
 //! TLS on every hop of a cluster: the REST API over HTTPS only (HTTP/2 and
-//! HTTP/1.1), workers reaching the control plane over verified HTTPS, and
-//! the source over verified TLS; plus a certificate renewed on disk being
-//! served without a restart.
+//! HTTP/1.1) with client certificates required, workers reaching the
+//! control plane over verified mutual TLS, the task store, the source and
+//! Kafka (mutual TLS) over verified TLS; plus a certificate renewed on disk
+//! being served without a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dts_e2e::{kafka_addr, read_until, unique_topic, PrivateMariaDb, SourceDb};
+use dts_e2e::{fresh_database_url, kafka_tls, read_until_with, unique_topic, Backend, PrivateMariaDb, SourceDb};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
@@ -41,15 +42,24 @@ fn certs(dir: &Path) {
     assert!(Command::new(script).arg(dir).status().unwrap().success());
 }
 
-/// A client that trusts only `ca` (no public roots), HTTP/2 when offered.
-fn client(ca: &Path) -> reqwest::Client {
+/// A client that trusts only `ca` (no public roots), HTTP/2 when offered,
+/// presenting the certificate of `identity` (a certs.sh directory) if given.
+fn client(ca: &Path, identity: Option<&Path>) -> reqwest::Client {
     let pem = std::fs::read(ca).unwrap();
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
+        .timeout(Duration::from_secs(5));
+    if let Some(dir) = identity {
+        let mut both = std::fs::read(dir.join("client.pem")).unwrap();
+        both.extend(std::fs::read(dir.join("client.key")).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&both).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn pem(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap()
 }
 
 async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<&Value>) -> Value {
@@ -71,7 +81,11 @@ async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_with_tls_on_every_hop() {
-    let Some(kafka) = kafka_addr() else { return };
+    let Some((kafka, kafka_certs)) = kafka_tls(true) else { return };
+    let Ok(store_ca) = std::env::var("DTS_TEST_PG_CA") else {
+        assert!(!dts_e2e::required(), "DTS_TEST_PG_CA is not set: start scripts/services.sh up");
+        return;
+    };
     let Some(server) = PrivateMariaDb::start_tls() else { return };
     let source_ca = server.ca_pem().unwrap();
     let src = SourceDb::create_on(&server.url).await;
@@ -82,10 +96,12 @@ async fn a_cluster_with_tls_on_every_hop() {
     let tls_args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
 
     let cp_port = free_port();
-    let store = format!("sqlite://{}", dir.path().join("dts.db").display());
+    // The task store over verified TLS (`localhost` is the name in its certificate).
+    let store = fresh_database_url(Backend::Postgres, dir.path()).await.expect("DTS_TEST_PG_URL");
+    let store = format!("{}?sslmode=verify-full&sslrootcert={store_ca}", store.replace("127.0.0.1", "localhost"));
     let key_b64 = String::from_utf8(Command::new(BIN).arg("gen-key").output().unwrap().stdout).unwrap();
     let listen = format!("127.0.0.1:{cp_port}");
-    let mut args = vec!["control", "--listen", &listen];
+    let mut args = vec!["control", "--listen", &listen, "--tls-client-ca", ca.to_str().unwrap()];
     args.extend(tls_args);
     let _cp = spawn(
         &args,
@@ -96,13 +112,21 @@ async fn a_cluster_with_tls_on_every_hop() {
             ("DTS_AUTH_USERS", "ops:pw"),
         ],
     );
-    let http = client(&ca);
+    let http = client(&ca, Some(&pki));
     let base = format!("https://localhost:{cp_port}");
     wait_for("the control plane over HTTPS", 30, || {
         let (http, url) = (http.clone(), format!("{base}/healthz"));
         async move { http.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
     })
     .await;
+
+    // Client certificates are required: without one, or with one from
+    // another CA, the handshake fails before any HTTP.
+    let stranger = dir.path().join("stranger");
+    certs(&stranger);
+    let url = format!("{base}/healthz");
+    assert!(client(&ca, None).get(&url).send().await.is_err(), "no client certificate");
+    assert!(client(&ca, Some(&stranger)).get(&url).send().await.is_err(), "a certificate from another CA");
 
     // HTTPS only: plain HTTP on the same port gets no answer.
     let plain = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -114,6 +138,7 @@ async fn a_cluster_with_tls_on_every_hop() {
     // A worker that verifies the control plane's certificate.
     let w_port = free_port();
     let (w_listen, w_data) = (format!("127.0.0.1:{w_port}"), dir.path().join("w1"));
+    let (client_cert, client_key) = (pki.join("client.pem"), pki.join("client.key"));
     let mut wargs = vec![
         "worker",
         "--listen",
@@ -122,6 +147,10 @@ async fn a_cluster_with_tls_on_every_hop() {
         &base,
         "--control-ca",
         ca.to_str().unwrap(),
+        "--control-cert",
+        client_cert.to_str().unwrap(),
+        "--control-key",
+        client_key.to_str().unwrap(),
         "--worker-id",
         "w1",
         "--data-dir",
@@ -139,13 +168,15 @@ async fn a_cluster_with_tls_on_every_hop() {
     })
     .await;
 
-    // A task reading the source over verified TLS.
+    // A task reading the source over verified TLS and writing to Kafka over mutual TLS.
     src.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"]).await;
     let topic = unique_topic("tlshops");
     let body = json!({"task": {
         "source": {"host": src.host, "port": src.port, "username": src.user, "password": src.password,
                    "tls": {"mode": "verify_identity", "ca_pem": source_ca}},
-        "kafka": {"addr": kafka, "topic": topic},
+        "kafka": {"addr": kafka, "topic": topic, "security": {"protocol": "SSL",
+                  "ca_pem": pem(&kafka_certs, "ca.pem"), "cert_pem": pem(&kafka_certs, "client.pem"),
+                  "key_pem": pem(&kafka_certs, "client.key")}},
         "filters": [{"dbname": src.db, "match": "t"}],
     }});
     let r = call(&http, reqwest::Method::POST, &format!("{base}/v1/dispatch/submit"), Some(&body)).await;
@@ -160,7 +191,19 @@ async fn a_cluster_with_tls_on_every_hop() {
     })
     .await;
     src.exec(&["INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')"]).await;
-    let got = tokio::task::spawn_blocking(move || read_until(&kafka, &[&topic], |m| m.len() >= 3)).await.unwrap();
+    let (ca_pem, cert_pem, key_pem) =
+        (pem(&kafka_certs, "ca.pem"), pem(&kafka_certs, "client.pem"), pem(&kafka_certs, "client.key"));
+    let got = tokio::task::spawn_blocking(move || {
+        let settings = [
+            ("security.protocol", "SSL"),
+            ("ssl.ca.pem", ca_pem.as_str()),
+            ("ssl.certificate.pem", cert_pem.as_str()),
+            ("ssl.key.pem", key_pem.as_str()),
+        ];
+        read_until_with(&kafka, &settings, &[&topic], |m| m.len() >= 3)
+    })
+    .await
+    .unwrap();
     assert_eq!(got.len(), 3);
 
     // A renewed certificate (from another CA) is served without a restart.
@@ -168,7 +211,7 @@ async fn a_cluster_with_tls_on_every_hop() {
     certs(&renewed);
     std::fs::copy(renewed.join("server.key"), &key).unwrap();
     std::fs::copy(renewed.join("server.pem"), &cert).unwrap();
-    let fresh = client(&renewed.join("ca.pem"));
+    let fresh = client(&renewed.join("ca.pem"), Some(&pki));
     wait_for("the renewed certificate", 30, || {
         let (fresh, url) = (fresh.clone(), format!("{base}/healthz"));
         async move { fresh.get(url).send().await.is_ok() }
