@@ -42,6 +42,8 @@ pub struct Consumed {
     pub offset: i64,
     pub key: String,
     pub payload: serde_json::Value,
+    /// The `dts-worker` header: the node that produced the message.
+    pub worker: Option<String>,
 }
 
 /// Reads `topic` from the beginning of every partition until `expect`
@@ -99,10 +101,36 @@ pub fn read_until_with(
                 offset: m.offset(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 payload: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(serde_json::Value::Null),
+                worker: m.headers().and_then(|h| {
+                    rdkafka::message::Headers::iter(h)
+                        .find(|h| h.key == dts_kafka::ORIGIN_HEADER)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                }),
             });
         }
     }
     out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    out
+}
+
+/// The high watermark (next offset) of every partition of `topics`.
+pub fn high_watermarks(addr: &str, topics: &[String]) -> std::collections::BTreeMap<(String, i32), i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", unique_topic("watermarks"))
+        .create()
+        .expect("consumer");
+    let mut out = std::collections::BTreeMap::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        for p in 0..partitions as i32 {
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+            out.insert((topic.clone(), p), high);
+        }
+    }
     out
 }
 

@@ -41,7 +41,13 @@ pub struct SinkConfig {
     pub max_message_bytes: u32,
     /// TLS and SASL to the brokers.
     pub security: Security,
+    /// The node that produces, sent as the `dts-worker` header of every
+    /// message: which node wrote a message can always be told.
+    pub origin: Option<String>,
 }
+
+/// The header naming the node that produced a message.
+pub const ORIGIN_HEADER: &str = "dts-worker";
 
 /// Keeps the last error librdkafka reported about the brokers (connection,
 /// TLS, SASL), which its request timeouts do not carry.
@@ -134,6 +140,7 @@ impl SinkConfig {
             message_timeout: Duration::from_secs(120),
             max_message_bytes: 1_000_000,
             security: Security::default(),
+            origin: None,
         }
     }
 }
@@ -342,6 +349,10 @@ impl KafkaSink {
     pub async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
         let partition = i32::try_from(partition).map_err(|_| SinkError::Config("partition out of range".into()))?;
         let mut record = FutureRecord::to(topic).partition(partition).key(key).payload(payload);
+        if let Some(origin) = &self.config.origin {
+            let header = rdkafka::message::Header { key: ORIGIN_HEADER, value: Some(origin.as_bytes()) };
+            record = record.headers(rdkafka::message::OwnedHeaders::new_with_capacity(1).insert(header));
+        }
         loop {
             match self.producer.send_result(record) {
                 Ok(ack) => return Ok(Ack(ack)),

@@ -91,10 +91,12 @@ impl WorkerConfig {
     }
 }
 
-/// Until when this node may run its tasks. Cluster mode sets it from each
-/// heartbeat answer; runners check it before every message, so a node that
-/// was frozen past its lease stops producing the moment it wakes, before
-/// the supervisor even runs. `None` (standalone) never expires.
+/// Until when a task may run here. Cluster mode renews each task's clock
+/// from every heartbeat answer that still lists the task; runners check it
+/// before every message, so a node that was frozen past its lease stops
+/// producing the moment it wakes, and a task it lost meanwhile stays
+/// stopped even after the next answer renews the others. `None`
+/// (standalone) never expires.
 #[derive(Debug, Clone, Default)]
 pub struct LeaseClock(Arc<std::sync::Mutex<Option<Instant>>>);
 
@@ -125,7 +127,8 @@ pub struct Worker {
     source: Assignments,
     cfg: Arc<WorkerConfig>,
     running: HashMap<i64, TaskHandle>,
-    /// Cluster mode: until when the last heartbeat answer lets tasks run.
+    /// Cluster mode: until when the last heartbeat answer lets this node run
+    /// tasks (each task's own clock is in its handle).
     lease: LeaseClock,
 }
 
@@ -178,7 +181,8 @@ impl Worker {
     }
 
     /// This worker's tasks now, or why they could not be read.
-    async fn fetch(&mut self) -> Result<Vec<TaskAssignment>, String> {
+    /// With them, in cluster mode, until when the answer lets them run.
+    async fn fetch(&mut self) -> Result<(Vec<TaskAssignment>, Option<Instant>), String> {
         match &self.source {
             Assignments::Store(store) => {
                 let records = store.tasks_for_worker(&self.cfg.worker_id).await.map_err(|e| e.to_string())?;
@@ -197,15 +201,21 @@ impl Worker {
                         }
                     }
                 }
-                Ok(out)
+                Ok((out, None))
             }
             Assignments::Control { client, beat } => {
                 let asked = Instant::now();
                 let (reply, secrets) = client.heartbeat(beat).await?;
                 // Stop a safety margin before the control plane may reassign.
                 let lease = Duration::from_millis(u64::try_from(reply.lease_ms).unwrap_or(0));
-                self.lease.renew(asked + lease.saturating_sub(lease / 4));
-                reply.tasks.into_iter().zip(secrets).map(|(t, s)| TaskAssignment::from_wire(t, s)).collect()
+                let until = asked + lease.saturating_sub(lease / 4);
+                let tasks = reply
+                    .tasks
+                    .into_iter()
+                    .zip(secrets)
+                    .map(|(t, s)| TaskAssignment::from_wire(t, s))
+                    .collect::<Result<_, _>>()?;
+                Ok((tasks, Some(until)))
             }
         }
     }
@@ -214,8 +224,8 @@ impl Worker {
         // Reap first, so a task restarted below reads the final checkpoint
         // its previous runner wrote.
         self.running.retain(|_, h| !h.is_finished());
-        let assigned = match self.fetch().await {
-            Ok(tasks) => tasks,
+        let (assigned, until) = match self.fetch().await {
+            Ok(answer) => answer,
             Err(e) => {
                 if self.lease.expired() && !self.running.is_empty() {
                     // Cut off from the control plane past the lease: another
@@ -237,6 +247,9 @@ impl Worker {
                 }
             }
         }
+        if let Some(until) = until {
+            self.lease.renew(until);
+        }
         let port = self.port();
         for task in assigned {
             let should_run = task.desired_state == DesiredState::Running && task.state != TaskState::Failed;
@@ -244,10 +257,18 @@ impl Worker {
                 Some(h) if h.version != task.version || h.epoch != task.epoch => {
                     h.stop(if should_run { StopReason::Restart } else { StopReason::Stop });
                 }
-                Some(_) => {}
+                Some(h) => {
+                    if let Some(until) = until {
+                        h.lease.renew(until);
+                    }
+                }
                 None if should_run => {
                     tracing::info!(task = task.id, version = task.version, epoch = task.epoch, "starting task");
-                    let handle = runner::spawn(port.clone(), task.clone(), self.cfg.clone(), self.lease.clone());
+                    let lease = LeaseClock::default();
+                    if let Some(until) = until {
+                        lease.renew(until);
+                    }
+                    let handle = runner::spawn(port.clone(), task.clone(), self.cfg.clone(), lease);
                     self.running.insert(task.id, handle);
                 }
                 None if task.state == TaskState::Stopping => {

@@ -45,6 +45,9 @@ pub enum StopReason {
 pub struct TaskHandle {
     pub version: i64,
     pub epoch: i64,
+    /// Until when this task may produce: renewed only by heartbeat answers
+    /// that still list it, so a task this node lost stays expired.
+    pub lease: LeaseClock,
     stop: watch::Sender<StopReason>,
     join: JoinHandle<()>,
 }
@@ -84,8 +87,8 @@ pub fn spawn_with<E: Endpoints, R: Reporter>(
 ) -> TaskHandle {
     let (stop, stop_rx) = watch::channel(StopReason::Running);
     let (version, epoch) = (task.version, task.epoch);
-    let join = tokio::spawn(run_task(endpoints, port, task, cfg, lease, stop_rx));
-    TaskHandle { version, epoch, stop, join }
+    let join = tokio::spawn(run_task(endpoints, port, task, cfg, lease.clone(), stop_rx));
+    TaskHandle { version, epoch, lease, stop, join }
 }
 
 async fn run_task<E: Endpoints, R: Reporter>(

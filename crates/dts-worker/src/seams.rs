@@ -230,6 +230,7 @@ impl Endpoints for Live {
         let mut sink_cfg = SinkConfig::new(task.spec.kafka.addr.clone());
         sink_cfg.topic_partitions = self.cfg.topic_partitions;
         sink_cfg.replication_factor = self.cfg.replication_factor;
+        sink_cfg.origin = Some(self.cfg.worker_id.clone());
         if let Some(sec) = &task.spec.kafka.security {
             let sasl = sec.sasl.as_ref();
             sink_cfg.security = dts_kafka::Security {

@@ -1,7 +1,8 @@
 //! A cluster on one machine: two control planes on a real PostgreSQL store,
 //! three worker processes, twenty tasks under write load; then a worker is
 //! killed with `kill -9`, a control plane is killed, and a worker is frozen
-//! (SIGSTOP) past its lease and woken. Every source row must reach Kafka
+//! (SIGSTOP) past its lease and woken (it must write nothing once awake:
+//! every message names its node in a `dts-worker` header). Every source row must reach Kafka
 //! and every task must be `Running` again within the stated bound.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dts_e2e::{fresh_database_url, kafka_addr, read_until, unique_topic, Backend, SourceDb};
+use dts_e2e::{fresh_database_url, high_watermarks, kafka_addr, read_until, unique_topic, Backend, SourceDb};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
@@ -248,6 +249,11 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
     // 3. Freeze a worker past its lease: its tasks move; woken, it runs none.
     let frozen_addr = nodes.keys().next().unwrap().clone();
     let frozen_pid = nodes[&frozen_addr].1 .0.id().to_string();
+    let frozen_id = workers(cp2_port).iter().find(|w| w["addr"] == frozen_addr.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(tasks(cp2_port).iter().any(|t| t["service_addr"] == frozen_addr.as_str()), "the frozen node runs tasks");
     Command::new("kill").args(["-STOP", &frozen_pid]).status().unwrap();
     gone.insert(frozen_addr.clone());
     let moved = tokio::task::block_in_place(|| {
@@ -260,6 +266,13 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
             (t["id"].as_i64().unwrap(), get(cp2_port, &format!("/v1/task/{}", t["id"]))["epoch"].as_i64().unwrap())
         })
         .collect();
+    // Whatever lands after these offsets was written after the node woke.
+    let at_wake = {
+        let (addr, topics) = (kafka.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || high_watermarks(&addr, &topics)).await.unwrap()
+    };
+    // Anything the node creates once awake has a timestamp from here on.
+    let woke_at_ms = dts_core::now_ms();
     Command::new("kill").args(["-CONT", &frozen_pid]).status().unwrap();
     tokio::task::block_in_place(|| {
         wait("the woken worker heartbeats again", 30, || {
@@ -286,6 +299,11 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
     let busy_addr = nodes.keys().find(|a| **a != frozen_addr).unwrap().clone();
     let busy_id =
         workers(cp2_port).iter().find(|w| w["addr"] == busy_addr.as_str()).unwrap()["id"].as_str().unwrap().to_owned();
+    // The woken node gets tasks again from here on.
+    let at_drain = {
+        let (addr, topics) = (kafka.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || high_watermarks(&addr, &topics)).await.unwrap()
+    };
     tokio::task::block_in_place(|| {
         ureq::post(&format!("http://127.0.0.1:{cp2_port}/v1/workers/{busy_id}/drain"))
             .set("Authorization", AUTH)
@@ -303,6 +321,7 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
     let last = written.load(Ordering::SeqCst);
 
     // Every source row reached its topic.
+    let (mut frozen_wrote, mut queued_at_freeze) = (0, 0);
     for (k, topic) in topics.iter().enumerate() {
         let want: BTreeSet<i64> = (1..=last).collect();
         let (addr, t) = (kafka.clone(), topic.clone());
@@ -314,8 +333,34 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
         })
         .await
         .unwrap();
+        // The frozen node wrote before it froze, and produced nothing once
+        // it woke, until the drain gave it tasks again. (Messages its Kafka client had queued but not sent at the
+        // freeze may still go out as it wakes, before any of its code runs:
+        // those were created before the freeze.)
+        let from_frozen = |m: &&dts_e2e::Consumed| m.worker.as_deref() == Some(frozen_id.as_str());
+        let after_wake: Vec<_> = got
+            .iter()
+            .filter(from_frozen)
+            .filter(|m| {
+                let at = |marks: &BTreeMap<(String, i32), i64>| marks.get(&(m.topic.clone(), m.partition)).copied();
+                m.offset >= at(&at_wake).unwrap_or(0) && m.offset < at(&at_drain).unwrap_or(i64::MAX)
+            })
+            .collect();
+        let produced_awake: Vec<_> = after_wake.iter().filter(|m| m.timestamp_ms >= woke_at_ms).collect();
+        assert!(
+            produced_awake.is_empty(),
+            "t{k}: the frozen node produced {} messages after it woke, first {:?}",
+            produced_awake.len(),
+            produced_awake.first()
+        );
+        queued_at_freeze += after_wake.len();
+        frozen_wrote += got.iter().filter(from_frozen).count();
         let ids: BTreeSet<i64> = got.iter().filter_map(|x| x.payload["after"]["id"].as_i64()).collect();
         let missing = (1..=last).filter(|i| !ids.contains(i)).count();
         assert_eq!(missing, 0, "t{k}: {missing} of {last} rows missing");
     }
+    assert!(frozen_wrote > 0, "messages name the node that wrote them (the dts-worker header)");
+    eprintln!(
+        "the frozen node wrote {frozen_wrote} messages; {queued_at_freeze} queued at the freeze went out as it woke"
+    );
 }
