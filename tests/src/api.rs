@@ -105,12 +105,16 @@ impl TestApi {
             Some(_) => Placement::Cluster,
             None => Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
         };
+        // A short wait, so tests of a broker that is down end quickly.
+        let ingest_settings = dts_ingest::IngestSettings { wait: Duration::from_secs(5), ..Default::default() };
+        let ingest = Arc::new(dts_ingest::Registry::new(db.store.clone(), ingest_settings));
         let state = AppState {
             store: db.store.clone(),
             auth: Arc::new(Authenticator::with_policy(users, policy).unwrap()),
             placement,
             limits,
             cluster,
+            ingest,
         };
         let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
             .workers(2)
@@ -132,16 +136,30 @@ impl TestApi {
     /// Sends a request with the given `Authorization` header (or none). The
     /// blocking client runs off the runtime so the server keeps serving.
     pub async fn call_as(&self, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        self.request(method, path, &headers, body.map(str::as_bytes)).await
+    }
+
+    /// Sends any request: headers as given, no credentials unless among them.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
         let url = format!("http://{}{}", self.addr, path);
-        let (method, body, auth) = (method.to_owned(), body.map(str::to_owned), auth.map(str::to_owned));
+        let method = method.to_owned();
+        let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let body = body.map(<[u8]>::to_vec);
         tokio::task::spawn_blocking(move || {
             let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
             let mut req = agent.request(&method, &url);
-            if let Some(auth) = auth {
-                req = req.set("Authorization", &auth);
+            for (k, v) in &headers {
+                req = req.set(k, v);
             }
             let result = match body {
-                Some(b) => req.set("Content-Type", "application/json").send_string(&b),
+                Some(b) => req.send_bytes(&b),
                 None => req.call(),
             };
             let resp = match result {

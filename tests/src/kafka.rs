@@ -44,6 +44,17 @@ pub struct Consumed {
     pub payload: serde_json::Value,
     /// The `dts-worker` header: the node that produced the message.
     pub worker: Option<String>,
+    /// Every header, in order (values as UTF-8, lossy).
+    pub headers: Vec<(String, String)>,
+    /// The payload's bytes as text (lossy), for payloads that are not JSON.
+    pub text: String,
+}
+
+impl Consumed {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Reads `topic` from the beginning of every partition until `expect`
@@ -101,13 +112,22 @@ pub fn read_until_with(
                 offset: m.offset(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 payload: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(serde_json::Value::Null),
-                worker: m.headers().and_then(|h| {
-                    rdkafka::message::Headers::iter(h)
-                        .find(|h| h.key == dts_kafka::ORIGIN_HEADER)
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                }),
+                worker: None,
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        rdkafka::message::Headers::iter(h)
+                            .map(|h| {
+                                (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                text: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
             });
+            if let Some(last) = out.last_mut() {
+                last.worker = last.header(dts_kafka::ORIGIN_HEADER).map(str::to_owned);
+            }
         }
     }
     out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));

@@ -21,6 +21,7 @@ per_backend!(fresh_store =>
     passwords_are_sealed_at_rest,
     reopening_migrates_idempotently_and_checks_the_key,
     users_are_inserted_once_changed_and_deleted,
+    ingest_streams_have_unique_names_and_sealed_secrets,
     concurrent_creates_get_distinct_ids,
 );
 
@@ -368,4 +369,46 @@ mod cluster {
         assert!(t.store.assign(task.id, 2, None, 0).await.unwrap());
         assert_eq!(t.store.get_task(task.id).await.unwrap().unwrap().worker_id, None);
     }
+}
+
+async fn ingest_streams_have_unique_names_and_sealed_secrets(t: TestStore) {
+    use dts_core::ingest::parse_stream_body;
+    use dts_store::ingest::StreamUpdate;
+    let parse = |group: &str, topic: &str| {
+        let body = serde_json::json!({"stream": {"protocol": "inlong", "group_id": group, "stream_id": "s",
+            "kafka": {"addr": "k:9092", "topic": topic, "security": {"protocol": "SASL_PLAINTEXT",
+                "sasl": {"mechanism": "PLAIN", "username": "u", "password": "sasl-secret-pw"}}}}});
+        let spec = parse_stream_body(body.to_string().as_bytes()).unwrap();
+        let key = spec.validate().unwrap();
+        (spec, key)
+    };
+    let (spec, key) = parse("g1", "t1");
+    let first = t.store.create_stream(&spec, &key).await.unwrap().expect("created");
+    assert!(t.store.create_stream(&spec, &key).await.unwrap().is_none(), "one name, one stream");
+    let (other, other_key) = parse("g2", "t2");
+    let second = t.store.create_stream(&other, &other_key).await.unwrap().expect("created");
+
+    // Secrets are sealed: not in the spec column, back through stream_secrets.
+    let stored = t.store.get_stream(first.id).await.unwrap().unwrap();
+    assert!(!serde_json::to_string(&stored.spec).unwrap().contains("sasl-secret-pw"));
+    assert_eq!(t.store.stream_secrets(&stored).unwrap().sasl_password.as_deref(), Some("sasl-secret-pw"));
+
+    // Renaming onto another stream's name is refused; an alter without the
+    // password keeps it.
+    assert!(matches!(t.store.update_stream(second.id, &spec, &key).await.unwrap(), StreamUpdate::NameTaken));
+    let (mut renamed, renamed_key) = parse("g3", "t3");
+    if let Some(sasl) = renamed.kafka.security.as_mut().and_then(|s| s.sasl.as_mut()) {
+        sasl.password = None;
+    }
+    let StreamUpdate::Updated(updated) = t.store.update_stream(second.id, &renamed, &renamed_key).await.unwrap() else {
+        panic!("not updated")
+    };
+    assert_eq!((updated.version, updated.key.scope.as_str()), (2, "g3"));
+    assert_eq!(t.store.stream_secrets(&updated).unwrap().sasl_password.as_deref(), Some("sasl-secret-pw"));
+    assert!(matches!(t.store.update_stream(999, &renamed, &renamed_key).await.unwrap(), StreamUpdate::NotFound));
+
+    assert_eq!(t.store.list_streams().await.unwrap().len(), 2);
+    assert!(t.store.delete_stream(first.id).await.unwrap());
+    assert!(!t.store.delete_stream(first.id).await.unwrap());
+    assert_eq!(t.store.list_streams().await.unwrap().len(), 1);
 }

@@ -397,6 +397,7 @@ async fn api(bench: &Bench) -> Vec<Result> {
         placement: dts_control::Placement::Local { worker_id: "bench".into(), service_addr: "bench".into() },
         limits: dts_control::Limits::default(),
         cluster: None,
+        ingest: Arc::new(dts_ingest::Registry::new(bench.store.clone(), dts_ingest::IngestSettings::default())),
     };
     let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
         .workers(2)

@@ -6,6 +6,8 @@
 //! - [`handlers`]: submit, list, alter, detail, stop, start, delete, healthz.
 //! - [`auth`]: HTTP Basic users (config, env, stored) and roles.
 //! - [`users`]: API users managed over the API, shared through the store.
+//! - [`streams`]: ingest streams (`/v1/ingest/streams`); the ingest
+//!   protocols themselves are served by `dts-ingest` on the same listener.
 //! - [`envelope`]: `{code,message,ttl,data}` and [`envelope::ApiError`].
 //! - [`views`]: the JSON shapes of list items and task details.
 //! - [`workers`]: operators' view of worker nodes (list, drain, activate).
@@ -20,6 +22,7 @@ pub mod envelope;
 pub mod handlers;
 pub mod internal;
 pub mod scheduler;
+pub mod streams;
 pub mod tls;
 pub mod users;
 pub mod views;
@@ -91,6 +94,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Set on control planes that serve worker nodes.
     pub cluster: Option<internal::ClusterSettings>,
+    /// The ingest streams this node serves.
+    pub ingest: Arc<dts_ingest::Registry>,
 }
 
 /// The URL table, for `App::configure`.
@@ -108,12 +113,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/v1/users/{name}").route(web::put().to(users::change)).route(web::delete().to(users::delete)),
         )
+        .service(
+            resource("/v1/ingest/streams").route(web::get().to(streams::list)).route(web::post().to(streams::create)),
+        )
+        .service(
+            resource("/v1/ingest/streams/{id}")
+                .route(web::get().to(streams::detail))
+                .route(web::put().to(streams::alter))
+                .route(web::delete().to(streams::delete)),
+        )
         .service(resource("/v1/workers").route(web::get().to(workers::list)))
         .service(resource("/v1/workers/{id}/drain").route(web::post().to(workers::drain)))
         .service(resource("/v1/workers/{id}/activate").route(web::post().to(workers::activate)))
         .service(resource("/internal/v1/heartbeat").route(web::post().to(internal::heartbeat)))
         .service(resource("/internal/v1/tasks/{id}/progress").route(web::post().to(internal::progress)))
         .service(resource("/internal/v1/tasks/{id}/state").route(web::post().to(internal::task_state)))
+        .configure(dts_ingest::routes)
         .default_service(web::to(route_not_found));
 }
 
@@ -130,6 +145,7 @@ pub fn app(
     >,
 > {
     App::new()
+        .app_data(web::Data::from(Arc::clone(&state.ingest)))
         .app_data(web::Data::new(state))
         .configure(routes)
         .wrap(from_fn(authenticate))
@@ -172,7 +188,8 @@ async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if req.path() == "/healthz" {
+    // Ingest protocols authenticate in their own way (or, like InLong, not at all).
+    if req.path() == "/healthz" || dts_ingest::is_protocol_path(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {

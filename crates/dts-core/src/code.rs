@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidPartition,
     /// `exclude_columns` holds a malformed name.
     InvalidExcludeColumns,
+    /// An ingest stream's names or options are invalid.
+    InvalidStream,
     /// Alter tried to change a field that cannot change (`source`, `incr`).
     ImmutableField,
     /// A query parameter (`page`, `per_page`) is not a valid number in range.
@@ -47,6 +49,8 @@ pub enum ErrorCode {
     WorkerNotFound,
     /// No API user with that name.
     UserNotFound,
+    /// No ingest stream with that id.
+    StreamNotFound,
     /// No such endpoint.
     RouteNotFound,
     /// The endpoint exists but not for this HTTP method.
@@ -80,6 +84,7 @@ impl ErrorCode {
             Self::InvalidRateLimit => 40015,
             Self::InvalidPartition => 40016,
             Self::InvalidExcludeColumns => 40017,
+            Self::InvalidStream => 40018,
             Self::ImmutableField => 40020,
             Self::InvalidQuery => 40030,
             Self::InvalidTaskId => 40031,
@@ -88,6 +93,7 @@ impl ErrorCode {
             Self::TaskNotFound => 40400,
             Self::WorkerNotFound => 40401,
             Self::UserNotFound => 40402,
+            Self::StreamNotFound => 40403,
             Self::RouteNotFound => 40404,
             Self::MethodNotAllowed => 40500,
             Self::Conflict => 40900,
@@ -107,7 +113,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::Ok,
         Self::MalformedJson,
         Self::InvalidField,
@@ -119,6 +125,7 @@ impl ErrorCode {
         Self::InvalidRateLimit,
         Self::InvalidPartition,
         Self::InvalidExcludeColumns,
+        Self::InvalidStream,
         Self::ImmutableField,
         Self::InvalidQuery,
         Self::InvalidTaskId,
@@ -127,6 +134,7 @@ impl ErrorCode {
         Self::TaskNotFound,
         Self::WorkerNotFound,
         Self::UserNotFound,
+        Self::StreamNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::Conflict,

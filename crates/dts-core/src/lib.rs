@@ -16,6 +16,7 @@ pub mod cluster_auth;
 pub mod code;
 pub mod event;
 pub mod filter;
+pub mod ingest;
 pub mod matcher;
 pub mod spec;
 pub mod task;

@@ -314,7 +314,11 @@ pub struct KafkaSecrets {
 impl KafkaSecrets {
     /// The secrets `spec` carries.
     pub fn of(spec: &KafkaSpec) -> Self {
-        let security = spec.security.as_ref();
+        Self::of_security(spec.security.as_ref())
+    }
+
+    /// The secrets a `kafka.security` carries.
+    pub fn of_security(security: Option<&KafkaSecurity>) -> Self {
         Self {
             key_pem: security.and_then(|s| s.key_pem.as_ref()).map(|k| k.expose().to_owned()),
             sasl_password: security
@@ -326,7 +330,12 @@ impl KafkaSecrets {
 
     /// These secrets where `new` left them out, where its settings still use them.
     pub fn keep_unless_given(&self, new: &mut KafkaSpec) {
-        let Some(security) = new.security.as_mut() else { return };
+        self.keep_in(new.security.as_mut());
+    }
+
+    /// [`Self::keep_unless_given`] for a bare `kafka.security`.
+    pub fn keep_in(&self, security: Option<&mut KafkaSecurity>) {
+        let Some(security) = security else { return };
         if security.key_pem.is_none() && security.cert_pem.is_some() {
             security.key_pem = self.key_pem.clone().map(Secret::new);
         }
@@ -444,7 +453,7 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    fn new(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code, field: field.into(), message: message.into() }
     }
 }
@@ -657,7 +666,7 @@ impl TaskSpec {
             }
         }
         if let Some(sec) = &k.security {
-            validate_kafka_security(sec)?;
+            validate_kafka_security(sec, "task.kafka.security")?;
         }
         Ok(())
     }
@@ -773,10 +782,9 @@ impl TaskSpec {
     }
 }
 
-fn validate_kafka_security(sec: &KafkaSecurity) -> Result<(), SpecError> {
-    let bad = |field: &str, msg: String| {
-        Err(SpecError::new(ErrorCode::InvalidKafka, format!("task.kafka.security.{field}"), msg))
-    };
+/// Checks `kafka.security`; `at` is its path in the body (`task.kafka.security`).
+pub(crate) fn validate_kafka_security(sec: &KafkaSecurity, at: &str) -> Result<(), SpecError> {
+    let bad = |field: &str, msg: String| Err(SpecError::new(ErrorCode::InvalidKafka, format!("{at}.{field}"), msg));
     let p = sec.protocol;
     let tls_only =
         [("ca_pem", sec.ca_pem.is_some()), ("cert_pem", sec.cert_pem.is_some()), ("key_pem", sec.key_pem.is_some())];
@@ -832,7 +840,7 @@ pub enum Resumable {
     OnThisServer,
 }
 
-fn is_host_port(s: &str) -> bool {
+pub(crate) fn is_host_port(s: &str) -> bool {
     let Some((host, port)) = s.rsplit_once(':') else { return false };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     !host.is_empty() && !host.chars().any(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p > 0)

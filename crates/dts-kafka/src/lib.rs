@@ -347,11 +347,32 @@ impl KafkaSink {
     /// Enqueues one message for `partition` of `topic`. When the producer's
     /// buffer is full this waits for room: the backpressure that bounds memory.
     pub async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
+        self.send_with_headers(topic, partition, Some(key), payload, &[]).await
+    }
+
+    /// [`Self::send`] with an optional key and headers besides `dts-worker`.
+    pub async fn send_with_headers(
+        &self,
+        topic: &str,
+        partition: u32,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<Ack, SinkError> {
         let partition = i32::try_from(partition).map_err(|_| SinkError::Config("partition out of range".into()))?;
-        let mut record = FutureRecord::to(topic).partition(partition).key(key).payload(payload);
-        if let Some(origin) = &self.config.origin {
-            let header = rdkafka::message::Header { key: ORIGIN_HEADER, value: Some(origin.as_bytes()) };
-            record = record.headers(rdkafka::message::OwnedHeaders::new_with_capacity(1).insert(header));
+        let mut record = FutureRecord::to(topic).partition(partition).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if self.config.origin.is_some() || !headers.is_empty() {
+            let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len() + 1);
+            if let Some(origin) = &self.config.origin {
+                owned = owned.insert(rdkafka::message::Header { key: ORIGIN_HEADER, value: Some(origin.as_bytes()) });
+            }
+            for (k, v) in headers {
+                owned = owned.insert(rdkafka::message::Header { key: k, value: Some(*v) });
+            }
+            record = record.headers(owned);
         }
         loop {
             match self.producer.send_result(record) {
@@ -364,7 +385,7 @@ impl KafkaSink {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                     let limit = format!("the producer's message.max.bytes is {}", self.config.max_message_bytes);
-                    return Err(too_large(topic, key.len() + payload.len(), limit));
+                    return Err(too_large(topic, key.map_or(0, <[u8]>::len) + payload.len(), limit));
                 }
                 Err((e, _)) => return Err(SinkError::Delivery(e.to_string())),
             }

@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod cipher;
 pub mod cluster;
+pub mod ingest;
 pub mod tasks;
 mod text;
 pub mod users;

@@ -160,11 +160,34 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
             (Placement::Cluster, Some(ClusterSettings::new(token.expose(), settings.lease_ms)))
         }
     };
-    let state = AppState { store: store.clone(), auth: Arc::clone(&auth), placement, limits: settings.limits, cluster };
+    let ingest = Arc::new(dts_ingest::Registry::new(
+        store.clone(),
+        dts_ingest::IngestSettings {
+            topic_partitions: settings.worker.topic_partitions,
+            replication_factor: settings.worker.topic_replication_factor,
+            origin: settings.advertise.clone(),
+            ..dts_ingest::IngestSettings::default()
+        },
+    ));
+    ingest.reload().await.map_err(|source| RunError::Store { url: redact_url(url), source })?;
+    let state = AppState {
+        store: store.clone(),
+        auth: Arc::clone(&auth),
+        placement,
+        limits: settings.limits,
+        cluster,
+        ingest: Arc::clone(&ingest),
+    };
     // Shutdown protocol: a signal stops the API (finishing requests in
     // flight), then the scheduler and the local worker, which flushes and
     // checkpoints every task.
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let ingest_follower = {
+        let mut stopped = background_stopped.clone();
+        tokio::spawn(ingest.follow(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    };
     let users_follower = {
         let mut stopped = background_stopped.clone();
         tokio::spawn(dts_control::users::follow(store.clone(), auth, async move {
@@ -191,6 +214,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     let _ = stop_background.send(true);
     let _ = background.await;
     let _ = users_follower.await;
+    let _ = ingest_follower.await;
     served.map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     store.close().await;
     tracing::info!("stopped");

@@ -1,0 +1,348 @@
+//! The streams this node serves, read from the store and refreshed every
+//! second, with what serving them needs: a shared Kafka producer per
+//! destination, a rate limiter and counters per stream.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use dts_core::ingest::{StreamKey, StreamSpec};
+use dts_kafka::{KafkaSink, SinkConfig, SinkError};
+use dts_store::ingest::StreamRecord;
+use dts_store::{Store, StoreError};
+use governor::clock::DefaultClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use serde::Serialize;
+
+/// How often each node re-reads the streams.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Node-wide settings of ingest.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Partitions of topics dts creates when a stream names none.
+    pub topic_partitions: i32,
+    pub replication_factor: i32,
+    /// The node's name, sent as the `dts-worker` header.
+    pub origin: String,
+    /// Record bytes in flight to Kafka on this node, over all requests;
+    /// requests beyond it wait (see `wait`), bounding memory.
+    pub max_inflight_bytes: usize,
+    /// How long a request waits for room or for Kafka before it fails
+    /// with the protocol's "retry later".
+    pub wait: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            topic_partitions: 3,
+            replication_factor: 1,
+            origin: "dts".into(),
+            max_inflight_bytes: 256 * 1024 * 1024,
+            wait: Duration::from_secs(30),
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Per-stream counters on this node.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] for the API.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CounterView {
+    pub records: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
+
+impl Counters {
+    pub fn view(&self) -> CounterView {
+        CounterView {
+            records: self.records.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+
+/// A stream as served: its spec with secrets, and its runtime parts.
+pub struct LiveStream {
+    pub id: i64,
+    pub version: i64,
+    pub key: StreamKey,
+    pub spec: StreamSpec,
+    pub counters: Arc<Counters>,
+    limiter: Option<Limiter>,
+    sink_key: String,
+    next_partition: AtomicU32,
+}
+
+impl std::fmt::Debug for LiveStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStream").field("id", &self.id).field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl LiveStream {
+    /// Takes `n` records from the stream's rate limit; false when over it.
+    pub fn admit(&self, n: usize) -> bool {
+        let Some(limiter) = &self.limiter else { return true };
+        let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else { return true };
+        matches!(limiter.check_n(n), Ok(Ok(())))
+    }
+
+    /// The partition for a request's records: round robin over requests,
+    /// so one request's records stay in order on one partition.
+    pub fn next_partition(&self, partitions: u32) -> u32 {
+        self.next_partition.fetch_add(1, Ordering::Relaxed) % partitions.max(1)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    by_key: HashMap<StreamKey, Arc<LiveStream>>,
+    by_id: HashMap<i64, Arc<LiveStream>>,
+}
+
+/// The streams served by this node.
+pub struct Registry {
+    store: Store,
+    pub settings: IngestSettings,
+    inner: RwLock<Inner>,
+    /// Counters by stream id; they outlive a stream's versions.
+    counters: RwLock<HashMap<i64, Arc<Counters>>>,
+    /// One producer per destination (brokers, security, partitions).
+    sinks: tokio::sync::Mutex<HashMap<String, Arc<KafkaSink>>>,
+    /// Record bytes in flight, in KiB permits.
+    inflight: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// Why records could not be handed to Kafka at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// Too many bytes in flight on this node for longer than the wait.
+    #[error("this node is at its in-flight limit; retry later")]
+    Busy,
+    /// Kafka did not answer in time.
+    #[error("Kafka did not acknowledge in time; retry later")]
+    Timeout,
+    #[error("Kafka is unavailable: {0}")]
+    Unavailable(#[source] SinkError),
+}
+
+/// A record to write.
+#[derive(Debug)]
+pub struct OutRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    /// A partition the producer chose; otherwise the request's one.
+    pub partition: Option<u32>,
+}
+
+impl Registry {
+    pub fn new(store: Store, settings: IngestSettings) -> Self {
+        let permits = (settings.max_inflight_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            store,
+            settings,
+            inner: RwLock::new(Inner::default()),
+            counters: RwLock::new(HashMap::new()),
+            sinks: tokio::sync::Mutex::new(HashMap::new()),
+            inflight: tokio::sync::Semaphore::new(permits),
+        }
+    }
+
+    pub fn get(&self, key: &StreamKey) -> Option<Arc<LiveStream>> {
+        self.inner.read().ok()?.by_key.get(key).cloned()
+    }
+
+    /// This node's counters of stream `id`.
+    pub fn counters(&self, id: i64) -> CounterView {
+        self.counters.read().ok().and_then(|c| c.get(&id).map(|c| c.view())).unwrap_or_default()
+    }
+
+    fn counters_of(&self, id: i64) -> Arc<Counters> {
+        if let Some(c) = self.counters.read().ok().and_then(|c| c.get(&id).cloned()) {
+            return c;
+        }
+        let Ok(mut all) = self.counters.write() else { return Arc::default() };
+        Arc::clone(all.entry(id).or_default())
+    }
+
+    fn live(&self, record: StreamRecord) -> Result<LiveStream, StoreError> {
+        let mut spec = record.spec.clone();
+        self.store.stream_secrets(&record)?.keep_in(spec.kafka.security.as_mut());
+        let limiter = spec.rate_limit.and_then(NonZeroU32::new).map(|n| RateLimiter::direct(Quota::per_second(n)));
+        let sink_key =
+            serde_json::json!([spec.kafka.addr, spec.kafka.partitions, spec.kafka.security, spec.secrets(),])
+                .to_string();
+        Ok(LiveStream {
+            id: record.id,
+            version: record.version,
+            key: record.key,
+            counters: self.counters_of(record.id),
+            spec,
+            limiter,
+            sink_key,
+            next_partition: AtomicU32::new(0),
+        })
+    }
+
+    /// Reads the streams and serves them. A stream whose version did not
+    /// change keeps its limiter and its place in the round robin.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let records = self.store.list_streams().await?;
+        let current: HashMap<i64, Arc<LiveStream>> = self.inner.read().map(|i| i.by_id.clone()).unwrap_or_default();
+        let mut next = Inner::default();
+        for record in records {
+            let live = match current.get(&record.id) {
+                Some(s) if s.version == record.version => Arc::clone(s),
+                _ => match self.live(record) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        tracing::error!(error = %e, "an ingest stream cannot be read; it is not served");
+                        continue;
+                    }
+                },
+            };
+            next.by_key.insert(live.key.clone(), Arc::clone(&live));
+            next.by_id.insert(live.id, live);
+        }
+        if let Ok(mut inner) = self.inner.write() {
+            *inner = next;
+        }
+        Ok(())
+    }
+
+    /// Keeps the streams current until `shutdown` completes.
+    pub async fn follow(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = tick.tick() => {}
+            }
+            match self.reload().await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot read the ingest streams; serving the last ones read");
+                }
+                Err(_) => {}
+            }
+        }
+        let sinks: Vec<Arc<KafkaSink>> = self.sinks.lock().await.values().cloned().collect();
+        for sink in sinks {
+            let _ = sink.flush(Duration::from_secs(5)).await;
+        }
+    }
+
+    async fn sink(&self, stream: &LiveStream) -> Result<Arc<KafkaSink>, SinkError> {
+        let mut sinks = self.sinks.lock().await;
+        if let Some(s) = sinks.get(&stream.sink_key) {
+            return Ok(Arc::clone(s));
+        }
+        let k = &stream.spec.kafka;
+        let mut cfg = SinkConfig::new(k.addr.clone());
+        cfg.topic_partitions = k.partitions.unwrap_or(self.settings.topic_partitions);
+        cfg.replication_factor = self.settings.replication_factor;
+        cfg.origin = Some(self.settings.origin.clone());
+        if let Some(sec) = &k.security {
+            let sasl = sec.sasl.as_ref();
+            cfg.security = dts_kafka::Security {
+                protocol: Some(sec.protocol.as_str().to_owned()),
+                ca_pem: sec.ca_pem.clone(),
+                cert_pem: sec.cert_pem.clone(),
+                key_pem: sec.key_pem.as_ref().map(|k| k.expose().to_owned()),
+                sasl_mechanism: sasl.map(|s| s.mechanism.as_str().to_owned()),
+                sasl_username: sasl.map(|s| s.username.clone()),
+                sasl_password: sasl.and_then(|s| s.password.as_ref()).map(|p| p.expose().to_owned()),
+            };
+        }
+        let sink = Arc::new(KafkaSink::connect(cfg)?);
+        sinks.insert(stream.sink_key.clone(), Arc::clone(&sink));
+        Ok(sink)
+    }
+
+    /// The partition count of the stream's topic (created if missing).
+    pub async fn partitions(&self, stream: &LiveStream) -> Result<u32, DeliverError> {
+        let sink = self.sink(stream).await.map_err(DeliverError::Unavailable)?;
+        tokio::time::timeout(self.settings.wait, sink.partitions(&stream.spec.kafka.topic))
+            .await
+            .map_err(|_| DeliverError::Timeout)?
+            .map_err(DeliverError::Unavailable)
+    }
+
+    /// Writes `records` to the stream's topic and waits until Kafka has
+    /// acknowledged each: one result per record, in order (the partition
+    /// and offset, or why that record failed). `partition` is where
+    /// records without their own go. Fails as a whole only when nothing
+    /// could be handed to Kafka.
+    pub async fn deliver(
+        &self,
+        stream: &LiveStream,
+        records: &[OutRecord<'_>],
+        partition: u32,
+        headers: &[(&str, &[u8])],
+    ) -> Result<Vec<Result<dts_kafka::Delivered, SinkError>>, DeliverError> {
+        let bytes: usize = records.iter().map(|r| r.payload.len() + r.key.map_or(0, <[u8]>::len)).sum();
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _room = tokio::time::timeout(self.settings.wait, self.inflight.acquire_many(kib))
+            .await
+            .map_err(|_| DeliverError::Busy)?
+            .map_err(|_| DeliverError::Busy)?;
+        let sink = self.sink(stream).await.map_err(DeliverError::Unavailable)?;
+        let topic = &stream.spec.kafka.topic;
+        let sent = async {
+            let mut acks = Vec::with_capacity(records.len());
+            for r in records {
+                let p = r.partition.unwrap_or(partition);
+                acks.push(sink.send_with_headers(topic, p, r.key, r.payload, headers).await);
+            }
+            let mut out = Vec::with_capacity(acks.len());
+            for ack in acks {
+                out.push(match ack {
+                    Ok(ack) => ack.wait().await,
+                    Err(e) => Err(e),
+                });
+            }
+            out
+        };
+        let results = tokio::time::timeout(self.settings.wait, sent).await.map_err(|_| DeliverError::Timeout)?;
+        let (mut ok, mut failed) = (0u64, 0u64);
+        for r in &results {
+            if r.is_ok() {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        stream.counters.records.fetch_add(ok, Ordering::Relaxed);
+        stream.counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        stream.counters.errors.fetch_add(failed, Ordering::Relaxed);
+        Ok(results)
+    }
+}

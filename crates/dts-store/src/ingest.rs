@@ -1,0 +1,174 @@
+//! Ingest streams in the store. Their Kafka secrets are sealed like a
+//! task's; the spec column never holds them.
+
+use dts_core::ingest::{Protocol, StreamKey, StreamSpec};
+use dts_core::spec::KafkaSecrets;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::text::{opt_text, text};
+use crate::{now_ms, Store, StoreError};
+
+const KAFKA_PURPOSE: &str = "dts/ingest_kafka_secrets";
+
+/// A stored stream.
+#[derive(Debug, Clone)]
+pub struct StreamRecord {
+    pub id: i64,
+    pub key: StreamKey,
+    /// Without secrets; see [`Store::stream_secrets`].
+    pub spec: StreamSpec,
+    sealed_kafka: Option<String>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an update did.
+#[derive(Debug)]
+pub enum StreamUpdate {
+    Updated(Box<StreamRecord>),
+    NotFound,
+    /// Another stream already has the new name.
+    NameTaken,
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Store {
+    fn seal_stream_secrets(&self, spec: &StreamSpec) -> Result<Option<String>, StoreError> {
+        let secrets = spec.secrets();
+        if secrets == KafkaSecrets::default() {
+            return Ok(None);
+        }
+        let json = serde_json::to_string(&secrets).map_err(|e| StoreError::Corrupt(format!("kafka secrets: {e}")))?;
+        Ok(Some(self.cipher.seal(KAFKA_PURPOSE, &json)?))
+    }
+
+    /// Adds a stream; `None` when another stream has its name.
+    pub async fn create_stream(&self, spec: &StreamSpec, key: &StreamKey) -> Result<Option<StreamRecord>, StoreError> {
+        let sealed = self.seal_stream_secrets(spec)?;
+        let json = spec_json(spec)?;
+        let now = now_ms();
+        let insert =
+            "INSERT INTO dts_ingest_streams (protocol, scope, name, spec, kafka_secrets, version, created_at, \
+                      updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)";
+        let returning;
+        let sql = if self.backend == crate::Backend::MySql {
+            insert
+        } else {
+            returning = format!("{insert} RETURNING id");
+            returning.as_str()
+        };
+        let sql = self.backend.sql(sql);
+        let query = sqlx::query(&sql)
+            .bind(key.protocol.as_str())
+            .bind(key.scope.clone())
+            .bind(key.name.clone())
+            .bind(json)
+            .bind(sealed)
+            .bind(now)
+            .bind(now);
+        let id = if self.backend == crate::Backend::MySql {
+            match query.execute(&self.pool).await {
+                Ok(done) => {
+                    done.last_insert_id().ok_or_else(|| StoreError::Query("the server returned no insert id".into()))?
+                }
+                Err(e) if is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            match query.fetch_one(&self.pool).await {
+                Ok(row) => row.try_get::<i64, _>(0)?,
+                Err(e) if is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.get_stream(id).await
+    }
+
+    pub async fn get_stream(&self, id: i64) -> Result<Option<StreamRecord>, StoreError> {
+        let select = format!("{SELECT} WHERE id = ?");
+        let sql = self.backend.sql(&select);
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Every stream, by id.
+    pub async fn list_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
+        let rows = sqlx::query(&format!("{SELECT} ORDER BY id")).fetch_all(&self.pool).await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Replaces a stream's spec (and name); secrets left out of `spec` are kept.
+    pub async fn update_stream(&self, id: i64, spec: &StreamSpec, key: &StreamKey) -> Result<StreamUpdate, StoreError> {
+        let Some(current) = self.get_stream(id).await? else { return Ok(StreamUpdate::NotFound) };
+        let mut spec = spec.clone();
+        self.stream_secrets(&current)?.keep_in(spec.kafka.security.as_mut());
+        let sealed = self.seal_stream_secrets(&spec)?;
+        let sql = "UPDATE dts_ingest_streams SET protocol = ?, scope = ?, name = ?, spec = ?, kafka_secrets = ?, \
+                   version = version + 1, updated_at = ? WHERE id = ?";
+        let done = sqlx::query(&self.backend.sql(sql))
+            .bind(key.protocol.as_str())
+            .bind(key.scope.clone())
+            .bind(key.name.clone())
+            .bind(spec_json(&spec)?)
+            .bind(sealed)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        match done {
+            Ok(d) if d.rows_affected() == 0 => Ok(StreamUpdate::NotFound),
+            Ok(_) => {
+                Ok(self.get_stream(id).await?.map_or(StreamUpdate::NotFound, |r| StreamUpdate::Updated(Box::new(r))))
+            }
+            Err(e) if is_unique_violation(&e) => Ok(StreamUpdate::NameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete_stream(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.backend.sql("DELETE FROM dts_ingest_streams WHERE id = ?"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The secrets of a stored stream.
+    pub fn stream_secrets(&self, stream: &StreamRecord) -> Result<KafkaSecrets, StoreError> {
+        let Some(sealed) = stream.sealed_kafka.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(KafkaSecrets::default());
+        };
+        let text = self.cipher.open(KAFKA_PURPOSE, sealed)?;
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("ingest stream {}: kafka secrets: {e}", stream.id)))
+    }
+}
+
+const SELECT: &str =
+    "SELECT id, protocol, scope, name, spec, kafka_secrets, version, created_at, updated_at FROM dts_ingest_streams";
+
+fn spec_json(spec: &StreamSpec) -> Result<String, StoreError> {
+    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(format!("cannot encode stream: {e}")))
+}
+
+fn record(r: &AnyRow) -> Result<StreamRecord, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("ingest stream {id}: {what}"));
+    let protocol = text(r, "protocol")?;
+    let protocol = Protocol::parse(&protocol).ok_or_else(|| corrupt(format!("unknown protocol {protocol:?}")))?;
+    let spec: StreamSpec = serde_json::from_str(&text(r, "spec")?).map_err(|e| corrupt(e.to_string()))?;
+    Ok(StreamRecord {
+        id,
+        key: StreamKey { protocol, scope: text(r, "scope")?, name: text(r, "name")? },
+        spec,
+        sealed_kafka: opt_text(r, "kafka_secrets")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
