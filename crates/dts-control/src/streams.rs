@@ -116,3 +116,123 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     tracing::info!(stream = id, "ingest stream deleted");
     Ok(ok(json!({})))
 }
+
+/// `{"key": {"protocol", "streams", "type"?}}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    key: NewKey,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    protocol: dts_core::ingest::Protocol,
+    streams: Vec<i64>,
+    /// DIS: `aksk` (default, for signed requests) or `token` (X-Auth-Token).
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+fn random(chars: &[u8], n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    (0..n).map(|_| char::from(chars[rng.gen_range(0..chars.len())])).collect()
+}
+
+const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `POST /v1/ingest/keys`: the secret is in this answer only.
+pub async fn create_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use dts_core::ingest::Protocol;
+    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let KeyBody { key } = serde_json::from_slice(&body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() { ErrorCode::MalformedJson } else { ErrorCode::InvalidField };
+        ApiError::new(code, format!("key: {e}"))
+    })?;
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidStream, m);
+    if key.streams.is_empty() || key.streams.len() > 1000 {
+        return Err(invalid("key.streams must list 1 to 1000 stream ids".into()));
+    }
+    for id in &key.streams {
+        match state.store.get_stream(*id).await? {
+            Some(s) if s.key.protocol == key.protocol => {}
+            Some(_) => {
+                return Err(invalid(format!("key.streams: stream {id} is not a {} stream", key.protocol.as_str())))
+            }
+            None => return Err(not_found(*id)),
+        }
+    }
+    let kind = match (key.protocol, key.kind.as_deref()) {
+        (Protocol::Dis, None | Some("aksk")) => "aksk",
+        (Protocol::Dis, Some("token")) => "token",
+        (Protocol::Timeplus, None | Some("api_key")) => "api_key",
+        (Protocol::Inlong, _) => {
+            return Err(invalid("key.protocol: InLong streams take no keys; limit them with allowed_sources".into()))
+        }
+        (p, Some(other)) => {
+            return Err(invalid(format!("key.type {} is not a {} key type", dts_core::spec::echo(other), p.as_str())))
+        }
+    };
+    let (data, id) = match kind {
+        "aksk" => {
+            let (ak, sk) = (random(UPPER_DIGITS, 20), random(ALNUM, 40));
+            let id = state.store.create_key(key.protocol, kind, &ak, Some(&sk), &key.streams).await?;
+            (json!({ "id": id, "access_key": ak, "secret_key": sk }), id)
+        }
+        "token" => {
+            let token = random(ALNUM, 64);
+            let id = state
+                .store
+                .create_key(key.protocol, kind, &dts_ingest::registry::digest(&token), None, &key.streams)
+                .await?;
+            (json!({ "id": id, "token": token }), id)
+        }
+        _ => {
+            let api_key = random(ALNUM, 60);
+            let id = state
+                .store
+                .create_key(key.protocol, kind, &dts_ingest::registry::digest(&api_key), None, &key.streams)
+                .await?;
+            (json!({ "id": id, "api_key": api_key }), id)
+        }
+    };
+    reload(&state).await;
+    tracing::info!(key = id, protocol = key.protocol.as_str(), kind, "ingest key created");
+    Ok(ok(data))
+}
+
+/// `GET /v1/ingest/keys`: no secrets; DIS access keys are shown (they are names, not secrets).
+pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys: Vec<serde_json::Value> = state
+        .store
+        .list_keys()
+        .await?
+        .into_iter()
+        .map(|k| {
+            let mut v = json!({ "id": k.id, "protocol": k.protocol, "type": k.kind, "streams": k.streams,
+                                "created_at": k.created_at });
+            if k.kind == "aksk" {
+                v["access_key"] = json!(k.lookup);
+            }
+            v
+        })
+        .collect();
+    Ok(ok(json!({ "keys": keys })))
+}
+
+/// `DELETE /v1/ingest/keys/{id}`: revoked on this node at once, on the others within a second.
+pub async fn delete_key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let id = stream_id(&req)?;
+    if !state.store.delete_key(id).await? {
+        return Err(ApiError::new(ErrorCode::StreamNotFound, format!("ingest key {id} does not exist")));
+    }
+    reload(&state).await;
+    tracing::info!(key = id, "ingest key revoked");
+    Ok(ok(json!({})))
+}

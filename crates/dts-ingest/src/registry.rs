@@ -112,10 +112,36 @@ impl LiveStream {
     }
 }
 
+/// A producer credential as served.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: i64,
+    pub protocol: dts_core::ingest::Protocol,
+    /// A DIS secret key; `None` for tokens and API keys.
+    pub secret: Option<dts_core::spec::Secret>,
+    /// The streams it may write.
+    pub streams: Vec<i64>,
+}
+
+impl Credential {
+    pub fn may_write(&self, stream: &LiveStream) -> bool {
+        self.protocol == stream.key.protocol && self.streams.contains(&stream.id)
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     by_key: HashMap<StreamKey, Arc<LiveStream>>,
     by_id: HashMap<i64, Arc<LiveStream>>,
+    /// By access key (DIS AK/SK) or by the hex SHA-256 of a token / API key.
+    credentials: HashMap<String, Arc<Credential>>,
+}
+
+/// The hex SHA-256 of a token or API key: how the store and the registry
+/// know them.
+pub fn digest(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The streams served by this node.
@@ -129,6 +155,8 @@ pub struct Registry {
     sinks: tokio::sync::Mutex<HashMap<String, Arc<KafkaSink>>>,
     /// Record bytes in flight, in KiB permits.
     inflight: tokio::sync::Semaphore,
+    /// Signed requests already accepted (AK/SK signatures are single-use).
+    pub replays: crate::signing::Replays,
 }
 
 impl std::fmt::Debug for Registry {
@@ -169,11 +197,21 @@ impl Registry {
             counters: RwLock::new(HashMap::new()),
             sinks: tokio::sync::Mutex::new(HashMap::new()),
             inflight: tokio::sync::Semaphore::new(permits),
+            replays: crate::signing::Replays::default(),
         }
     }
 
     pub fn get(&self, key: &StreamKey) -> Option<Arc<LiveStream>> {
         self.inner.read().ok()?.by_key.get(key).cloned()
+    }
+
+    pub fn get_by_id(&self, id: i64) -> Option<Arc<LiveStream>> {
+        self.inner.read().ok()?.by_id.get(&id).cloned()
+    }
+
+    /// The credential with this access key or digest.
+    pub fn credential(&self, lookup: &str) -> Option<Arc<Credential>> {
+        self.inner.read().ok()?.credentials.get(lookup).cloned()
     }
 
     /// This node's counters of stream `id`.
@@ -227,6 +265,17 @@ impl Registry {
             };
             next.by_key.insert(live.key.clone(), Arc::clone(&live));
             next.by_id.insert(live.id, live);
+        }
+        for key in self.store.list_keys().await? {
+            let secret = match self.store.key_secret(&key) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, key = key.id, "an ingest key cannot be read; it is not accepted");
+                    continue;
+                }
+            };
+            let credential = Credential { id: key.id, protocol: key.protocol, secret, streams: key.streams };
+            next.credentials.insert(key.lookup, Arc::new(credential));
         }
         if let Ok(mut inner) = self.inner.write() {
             *inner = next;

@@ -172,3 +172,103 @@ fn record(r: &AnyRow) -> Result<StreamRecord, StoreError> {
         updated_at: r.try_get("updated_at")?,
     })
 }
+
+const KEY_PURPOSE: &str = "dts/ingest_secret_key";
+
+/// An ingest credential.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub id: i64,
+    pub protocol: Protocol,
+    /// `aksk`, `token` or `api_key`.
+    pub kind: String,
+    /// The access key, or the hex SHA-256 of a token or API key.
+    pub lookup: String,
+    sealed_secret: Option<String>,
+    pub streams: Vec<i64>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Adds a credential; `secret` (a DIS secret key) is sealed.
+    pub async fn create_key(
+        &self,
+        protocol: Protocol,
+        kind: &str,
+        lookup: &str,
+        secret: Option<&str>,
+        streams: &[i64],
+    ) -> Result<i64, StoreError> {
+        let sealed = secret.map(|s| self.cipher.seal(KEY_PURPOSE, s)).transpose()?;
+        let streams = serde_json::to_string(streams).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let insert = "INSERT INTO dts_ingest_keys (protocol, kind, lookup, sealed_secret, streams, created_at) \
+                      VALUES (?, ?, ?, ?, ?, ?)";
+        let returning;
+        let sql = if self.backend == crate::Backend::MySql {
+            insert
+        } else {
+            returning = format!("{insert} RETURNING id");
+            returning.as_str()
+        };
+        let sql = self.backend.sql(sql);
+        let query = sqlx::query(&sql)
+            .bind(protocol.as_str())
+            .bind(kind.to_owned())
+            .bind(lookup.to_owned())
+            .bind(sealed)
+            .bind(streams)
+            .bind(now_ms());
+        if self.backend == crate::Backend::MySql {
+            let done = query.execute(&self.pool).await?;
+            let id =
+                done.last_insert_id().ok_or_else(|| StoreError::Query("the server returned no insert id".into()))?;
+            Ok(id)
+        } else {
+            Ok(query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)?)
+        }
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, protocol, kind, lookup, sealed_secret, streams, created_at FROM dts_ingest_keys ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_record).collect()
+    }
+
+    pub async fn delete_key(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.backend.sql("DELETE FROM dts_ingest_keys WHERE id = ?"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The secret of a credential that has one (a DIS secret key).
+    pub fn key_secret(&self, key: &KeyRecord) -> Result<Option<dts_core::spec::Secret>, StoreError> {
+        key.sealed_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| self.cipher.open(KEY_PURPOSE, s).map(dts_core::spec::Secret::new))
+            .transpose()
+            .map_err(Into::into)
+    }
+}
+
+fn key_record(r: &AnyRow) -> Result<KeyRecord, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("ingest key {id}: {what}"));
+    let protocol = text(r, "protocol")?;
+    let protocol = Protocol::parse(&protocol).ok_or_else(|| corrupt(format!("unknown protocol {protocol:?}")))?;
+    let streams = serde_json::from_str(&text(r, "streams")?).map_err(|e| corrupt(e.to_string()))?;
+    Ok(KeyRecord {
+        id,
+        protocol,
+        kind: text(r, "kind")?,
+        lookup: text(r, "lookup")?,
+        sealed_secret: opt_text(r, "sealed_secret")?,
+        streams,
+        created_at: r.try_get("created_at")?,
+    })
+}

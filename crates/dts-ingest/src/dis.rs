@@ -1,0 +1,384 @@
+//! Huawei Cloud DIS SendRecords: `POST /v2/{project_id}/records`.
+//!
+//! Authentication is an `X-Auth-Token` issued by dts, or the AK/SK request
+//! signature of Huawei's SDKs ([`crate::signing`]). A request that fails
+//! validation is refused whole (nothing written), with DIS's error body;
+//! a valid one is answered 200 with one result per record, in order: the
+//! partition and sequence number (the Kafka offset) of each stored record,
+//! or the error of each that was not.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use dts_core::ingest::{Protocol, StreamKey};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{Credential, DeliverError, LiveStream, OutRecord, Registry};
+use crate::signing;
+
+/// DIS's documented limits.
+pub const MAX_RECORDS: usize = 500;
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
+/// A DIS error answer. The body carries both spellings Huawei's SDKs read
+/// (`error_code`/`error_msg` and `errorCode`/`message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl DisError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, "DIS.4200", format!("Invalid request. {}", message.into()))
+    }
+    fn auth(message: impl Into<String>) -> Self {
+        Self::new(401, "APIGW.0301", format!("Incorrect IAM authentication information: {}", message.into()))
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let body = serde_json::json!({
+            "error_code": self.code, "error_msg": self.message,
+            "errorCode": self.code, "message": self.message,
+        });
+        HttpResponse::build(StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST))
+            .content_type("application/json;charset=UTF-8")
+            .body(body.to_string())
+    }
+}
+
+/// `PutRecordsRequest`. Fields the SDKs may add beyond these are ignored.
+#[derive(Debug, Deserialize)]
+pub struct PutRecords {
+    pub stream_name: Option<String>,
+    pub stream_id: Option<String>,
+    #[serde(default)]
+    pub records: Vec<PutRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PutRecord {
+    pub data: Option<String>,
+    pub partition_key: Option<String>,
+    pub partition_id: Option<String>,
+    pub explicit_hash_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PutResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+impl PutResult {
+    fn failed(code: &str, message: &str) -> Self {
+        Self {
+            partition_id: None,
+            sequence_number: None,
+            error_code: Some(code.into()),
+            error_message: Some(message.into()),
+        }
+    }
+}
+
+/// `shardId-0000000002` for partition 2.
+pub fn shard_id(partition: u32) -> String {
+    format!("shardId-{partition:010}")
+}
+
+/// `"2"` or `"shardId-0000000002"`.
+pub fn parse_partition_id(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("shardId-").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The partition of an explicit hash key in `0..=i64::MAX`: the range is
+/// split evenly over the partitions, as DIS assigns hash ranges.
+pub fn partition_of_hash(hash: u64, partitions: u32) -> u32 {
+    let p = u128::from(hash) * u128::from(partitions.max(1)) / (u128::from(i64::MAX as u64) + 1);
+    u32::try_from(p).unwrap_or(0).min(partitions.max(1) - 1)
+}
+
+/// A record checked and placed.
+#[derive(Debug)]
+pub struct Placed {
+    pub data: Vec<u8>,
+    pub key: Option<String>,
+    pub partition: Option<u32>,
+}
+
+/// Checks every record of a request against the limits and the topic's
+/// partitions; the first problem refuses the whole request.
+pub fn place(records: &[PutRecord], partitions: u32, max_record: usize) -> Result<Vec<Placed>, DisError> {
+    if records.is_empty() {
+        return Err(DisError::new(400, "DIS.4202", "Empty request."));
+    }
+    if records.len() > MAX_RECORDS {
+        return Err(DisError::invalid(format!(
+            "a request carries at most {MAX_RECORDS} records, not {}",
+            records.len()
+        )));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let Some(data) = &r.data else {
+            return Err(DisError::invalid(format!("records[{i}].data is required")));
+        };
+        let data =
+            b64.decode(data.trim()).map_err(|_| DisError::invalid(format!("records[{i}].data is not base64")))?;
+        if data.len() > max_record {
+            return Err(DisError::invalid(format!(
+                "records[{i}].data is {} bytes; a record holds at most {max_record}",
+                data.len()
+            )));
+        }
+        let partition = if let Some(id) = &r.partition_id {
+            let p = parse_partition_id(id).ok_or_else(|| {
+                DisError::new(
+                    400,
+                    "DIS.4201",
+                    format!("Invalid partition_id. records[{i}]: {}", dts_core::spec::echo(id)),
+                )
+            })?;
+            if p >= partitions {
+                return Err(DisError::new(
+                    400,
+                    "DIS.4302",
+                    format!("Partition does not exist. records[{i}]: {} (the stream has {partitions})", shard_id(p)),
+                ));
+            }
+            Some(p)
+        } else if let Some(h) = &r.explicit_hash_key {
+            let hash: u64 = h.trim().parse().ok().filter(|v| *v <= i64::MAX as u64).ok_or_else(|| {
+                DisError::invalid(format!("records[{i}].explicit_hash_key must be 0 to {}", i64::MAX))
+            })?;
+            Some(partition_of_hash(hash, partitions))
+        } else {
+            r.partition_key.as_ref().map(|k| dts_pipeline::murmur2::partition_for(k.as_bytes(), partitions))
+        };
+        if r.partition_key.as_ref().is_some_and(|k| k.len() > 256) {
+            return Err(DisError::invalid(format!("records[{i}].partition_key is longer than 256 characters")));
+        }
+        out.push(Placed { data, key: r.partition_key.clone(), partition });
+    }
+    Ok(out)
+}
+
+fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Who sent the request: a token's or an access key's credential.
+fn authenticate(registry: &Registry, req: &HttpRequest, body: &[u8]) -> Result<Arc<Credential>, DisError> {
+    if let Some(token) = header(req, "x-auth-token") {
+        return registry
+            .credential(&crate::registry::digest(token.trim()))
+            .filter(|c| c.protocol == Protocol::Dis && c.secret.is_none())
+            .ok_or_else(|| DisError::auth("the X-Auth-Token is not valid"));
+    }
+    let Some(value) = header(req, "authorization") else {
+        return Err(DisError::auth("send X-Auth-Token or sign the request with an access key (SDK-HMAC-SHA256)"));
+    };
+    let auth = signing::parse_authorization(&value).map_err(|e| DisError::auth(e.to_string()))?;
+    let credential = registry
+        .credential(&auth.access)
+        .filter(|c| c.protocol == Protocol::Dis)
+        .ok_or_else(|| DisError::auth("unknown access key"))?;
+    let Some(secret) = &credential.secret else { return Err(DisError::auth("unknown access key")) };
+    let lookup = |name: &str| header(req, name);
+    let signed = signing::Request {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.query_string(),
+        header: &lookup,
+        body,
+    };
+    signing::verify(&signed, &auth, secret.expose(), dts_core::now_ms() / 1000)
+        .map_err(|e| DisError::auth(e.to_string()))?;
+    if !registry.replays.first_use(&auth.signature) {
+        return Err(DisError::auth(signing::SignError::Replayed.to_string()));
+    }
+    Ok(credential)
+}
+
+/// `POST /v2/{project_id}/records`.
+pub async fn send_records(registry: web::Data<Registry>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else { return DisError::invalid("the request body could not be read").response() };
+        if body.len() + chunk.len() > MAX_REQUEST_BYTES {
+            return DisError::invalid(format!("a request is at most {MAX_REQUEST_BYTES} bytes")).response();
+        }
+        body.extend_from_slice(&chunk);
+    }
+    match handle(&registry, &req, &body).await {
+        Ok(resp) | Err(resp) => resp,
+    }
+}
+
+async fn handle(registry: &Registry, req: &HttpRequest, body: &[u8]) -> Result<HttpResponse, HttpResponse> {
+    let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
+    let credential = authenticate(registry, req, body).map_err(|e| e.response())?;
+    let put: PutRecords = serde_json::from_slice(body)
+        .map_err(|e| DisError::new(400, "DIS.4300", format!("Request error. {e}")).response())?;
+    let stream = find_stream(registry, &project, &put).map_err(|e| e.response())?;
+    if !credential.may_write(&stream) {
+        return Err(DisError::new(403, "DIS.4116", "Invalid RBAC. this key may not write to this stream").response());
+    }
+    let partitions = registry.partitions(&stream).await.map_err(|e| unavailable(&stream, &e))?;
+    let placed = place(&put.records, partitions, stream.spec.max_record_bytes()).map_err(|e| e.response())?;
+    if !stream.admit(placed.len()) {
+        let results: Vec<PutResult> =
+            placed.iter().map(|_| PutResult::failed("DIS.4303", "Exceeded traffic control limit.")).collect();
+        return Ok(answer(results));
+    }
+    let out: Vec<OutRecord<'_>> = placed
+        .iter()
+        .map(|p| OutRecord { key: p.key.as_deref().map(str::as_bytes), payload: &p.data, partition: p.partition })
+        .collect();
+    let default_partition = stream.next_partition(partitions);
+    let delivered =
+        registry.deliver(&stream, &out, default_partition, &[]).await.map_err(|e| unavailable(&stream, &e))?;
+    let results = delivered
+        .into_iter()
+        .map(|r| match r {
+            Ok(d) => PutResult {
+                partition_id: Some(shard_id(u32::try_from(d.partition).unwrap_or(0))),
+                sequence_number: Some(d.offset.to_string()),
+                error_code: None,
+                error_message: None,
+            },
+            Err(e) => PutResult::failed("DIS.5000", &format!("System error. {e}")),
+        })
+        .collect();
+    Ok(answer(results))
+}
+
+fn answer(results: Vec<PutResult>) -> HttpResponse {
+    let failed = results.iter().filter(|r| r.error_code.is_some()).count();
+    HttpResponse::Ok()
+        .content_type("application/json;charset=UTF-8")
+        .body(serde_json::json!({ "failed_record_count": failed, "records": results }).to_string())
+}
+
+/// By name within the project; by `stream_id` (the dts stream id) when
+/// the name finds nothing, as DIS does.
+fn find_stream(registry: &Registry, project: &str, put: &PutRecords) -> Result<Arc<LiveStream>, DisError> {
+    let by_name = put.stream_name.as_ref().and_then(|name| {
+        registry.get(&StreamKey { protocol: Protocol::Dis, scope: project.to_owned(), name: name.clone() })
+    });
+    let found = by_name.or_else(|| {
+        let id: i64 = put.stream_id.as_deref()?.trim().parse().ok()?;
+        registry.get_by_id(id).filter(|s| s.key.protocol == Protocol::Dis && s.key.scope == project)
+    });
+    found.ok_or_else(|| {
+        if put.stream_name.is_none() && put.stream_id.is_none() {
+            DisError::invalid("stream_name is required")
+        } else {
+            let name = put.stream_name.as_deref().or(put.stream_id.as_deref()).unwrap_or_default();
+            DisError::new(400, "DIS.4301", format!("The stream does not exist. [{}]", dts_core::spec::echo(name)))
+        }
+    })
+}
+
+fn unavailable(stream: &LiveStream, e: &DeliverError) -> HttpResponse {
+    stream.counters.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(stream = stream.id, error = %e, "DIS records could not be stored");
+    match e {
+        DeliverError::Busy => DisError::new(400, "DIS.4305", "Too many stream requests.").response(),
+        DeliverError::Timeout | DeliverError::Unavailable(_) => {
+            DisError::new(500, "DIS.5000", format!("System error. {e}; retry later")).response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rec(data: &str) -> PutRecord {
+        PutRecord { data: Some(data.into()), partition_key: None, partition_id: None, explicit_hash_key: None }
+    }
+
+    #[test]
+    fn partition_ids_in_both_spellings() {
+        assert_eq!(parse_partition_id("0"), Some(0));
+        assert_eq!(parse_partition_id("shardId-0000000002"), Some(2));
+        assert_eq!(parse_partition_id("shardId-"), None);
+        assert_eq!(parse_partition_id("-1"), None);
+        assert_eq!(shard_id(2), "shardId-0000000002");
+        assert_eq!(partition_of_hash(0, 3), 0);
+        assert_eq!(partition_of_hash(i64::MAX as u64, 3), 2);
+        assert_eq!(partition_of_hash(i64::MAX as u64 / 2, 2), 0);
+    }
+
+    #[test]
+    fn partition_id_wins_over_the_hash_key_which_wins_over_the_partition_key() {
+        let mut r = rec("ZGF0YQ==");
+        r.partition_id = Some("shardId-0000000001".into());
+        r.explicit_hash_key = Some("0".into());
+        r.partition_key = Some("k".into());
+        assert_eq!(place(&[r], 3, 1024).unwrap()[0].partition, Some(1));
+        let mut r = rec("ZGF0YQ==");
+        r.explicit_hash_key = Some(i64::MAX.to_string());
+        r.partition_key = Some("k".into());
+        assert_eq!(place(&[r], 3, 1024).unwrap()[0].partition, Some(2));
+        let mut r = rec("ZGF0YQ==");
+        r.partition_key = Some("k".into());
+        let p = place(&[r], 3, 1024).unwrap();
+        assert_eq!(p[0].partition, Some(dts_pipeline::murmur2::partition_for(b"k", 3)));
+        assert_eq!(p[0].data, b"data");
+    }
+
+    #[test]
+    fn bad_records_refuse_the_request() {
+        assert_eq!(place(&[], 3, 10).unwrap_err().code, "DIS.4202");
+        assert_eq!(place(&[rec("!!")], 3, 10).unwrap_err().code, "DIS.4200");
+        assert_eq!(place(&[rec("MTExMTExMTExMTE=")], 3, 4).unwrap_err().code, "DIS.4200");
+        let many: Vec<PutRecord> = (0..501).map(|_| rec("eA==")).collect();
+        assert_eq!(place(&many, 3, 10).unwrap_err().code, "DIS.4200");
+        let mut r = rec("eA==");
+        r.partition_id = Some("shardId-0000000003".into());
+        assert_eq!(place(&[r], 3, 10).unwrap_err().code, "DIS.4302");
+        let mut r = rec("eA==");
+        r.partition_id = Some("x".into());
+        assert_eq!(place(&[r], 3, 10).unwrap_err().code, "DIS.4201");
+        let mut r = rec("eA==");
+        r.explicit_hash_key = Some("-1".into());
+        assert_eq!(place(&[r], 3, 10).unwrap_err().code, "DIS.4200");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn any_body_parses_or_is_refused(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(put) = serde_json::from_slice::<PutRecords>(&body) {
+                let _ = place(&put.records, 3, 1024);
+            }
+        }
+
+        #[test]
+        fn placed_partitions_are_in_range(hash in 0u64..=(i64::MAX as u64), n in 1u32..64) {
+            prop_assert!(partition_of_hash(hash, n) < n);
+        }
+    }
+}
