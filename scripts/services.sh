@@ -18,7 +18,7 @@
 #   DTS_TEST_MYSQL_REPLICA_URL  (mariadb-replicated) the replica
 #   DTS_TEST_PG_URL     admin URL of the PostgreSQL
 #   DTS_TEST_PG_CA      CA of its TLS certificate (TLS is offered, not required)
-#   DTS_TEST_CLIENT_PYTHON  a Python with the vendors' ingest SDKs (huaweicloudsdkdis)
+#   DTS_TEST_CLIENT_PYTHON  a Python with the vendors' ingest SDKs (huaweicloudsdkdis, timeplus)
 #   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
 #                       in-memory storage: its data is gone when it stops)
 # A crashed run leaves nothing that breaks the next one: `up` stops stale
@@ -30,6 +30,7 @@ DIR="${DTS_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$DIR/env"
 MYSQL_PASSWORD="dts-test-pw"
 DIS_SDK_VERSION="3.1.219"
+TIMEPLUS_SDK_VERSION="1.4.1"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -95,9 +96,9 @@ tansu_bin() {
 start_clients() {
     local venv="$DIR/tools/clients-venv"
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-    if ! "$venv/bin/python" -c 'import huaweicloudsdkdis' >/dev/null 2>&1; then
-        log "installing the ingest client SDKs (PyPI: huaweicloudsdkdis)"
-        "$venv/bin/pip" install -q "huaweicloudsdkdis==$DIS_SDK_VERSION" >&2
+    if ! "$venv/bin/python" -c "import huaweicloudsdkdis, timeplus" >/dev/null 2>&1; then
+        log "installing the ingest client SDKs (PyPI: huaweicloudsdkdis, timeplus)"
+        "$venv/bin/pip" install -q "huaweicloudsdkdis==$DIS_SDK_VERSION" "timeplus==$TIMEPLUS_SDK_VERSION" >&2
     fi
     echo "export DTS_TEST_CLIENT_PYTHON='$venv/bin/python'" >> "$ENV_FILE"
     log "ingest client SDKs ready ($venv)"

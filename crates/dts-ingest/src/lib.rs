@@ -7,6 +7,7 @@
 //!   counters, and delivery that answers only once Kafka acknowledged.
 //! - [`inlong`]: the Apache InLong DataProxy HTTP report.
 //! - [`dis`]: Huawei Cloud DIS SendRecords, with [`signing`] (AK/SK).
+//! - [`timeplus`]: the Timeplus ingest API and the stream calls of its SDK.
 //!
 //! Each protocol answers in its own shape, errors included; none of them
 //! goes through the dts API's Basic auth (each has its own, or none).
@@ -15,6 +16,7 @@ pub mod dis;
 pub mod inlong;
 pub mod registry;
 pub mod signing;
+pub mod timeplus;
 
 pub use registry::{IngestSettings, Registry};
 
@@ -36,9 +38,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(inlong::method_not_allowed)),
     )
     .service(web::resource("/v2/{project_id}/records").route(web::post().to(dis::send_records)));
+    // Timeplus: with a workspace segment and without.
+    for prefix in ["/{workspace}/api/v1beta2", "/api/v1beta2"] {
+        cfg.service(
+            web::resource(format!("{prefix}/streams/{{stream}}/ingest")).route(web::post().to(timeplus::ingest)),
+        )
+        .service(
+            web::resource(format!("{prefix}/streams"))
+                .route(web::get().to(timeplus::list_streams))
+                .route(web::post().to(timeplus::create_stream)),
+        )
+        .service(
+            web::resource(format!("{prefix}/streams/{{stream}}"))
+                .route(web::get().to(timeplus::get_stream))
+                .route(web::delete().to(timeplus::delete_stream)),
+        );
+    }
 }
 
 /// True for paths served by [`routes`]: they skip the API's authentication.
 pub fn is_protocol_path(path: &str) -> bool {
-    path.starts_with("/dataproxy/") || path.starts_with("/v2/")
+    if path.starts_with("/dataproxy/") || path.starts_with("/v2/") || path.starts_with("/api/v1beta2/") {
+        return true;
+    }
+    // `/{workspace}/api/v1beta2/...`, never under the cluster's `/internal/`.
+    let mut parts = path.split('/').skip(1);
+    let first = parts.next().unwrap_or_default();
+    first != "internal" && parts.next() == Some("api") && parts.next() == Some("v1beta2")
 }
