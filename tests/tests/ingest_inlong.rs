@@ -207,3 +207,34 @@ async fn a_broker_that_is_down_fails_the_report_cleanly() {
     assert_eq!(list.expect_ok()["streams"][0]["counters"]["errors"], 1);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bodies_are_decompressed_within_the_limit() {
+    use std::io::Write;
+    let Some(kafka) = kafka_addr() else { return };
+    let Some(api) = TestApi::start(Backend::Sqlite).await else { return };
+    let topic = unique_topic("inlong_gz");
+    create(
+        &api,
+        json!({"protocol": "inlong", "group_id": "g", "stream_id": "gz", "kafka": {"addr": kafka, "topic": topic}}),
+    )
+    .await;
+    let gzip = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let headers = [("Content-Type", FORM), ("Content-Encoding", "gzip")];
+    let r =
+        api.request("POST", "/dataproxy/message", &headers, Some(&gzip(b"groupId=g&streamId=gz&body=zipped"))).await;
+    assert_eq!(code(&r.body), 0, "{}", r.raw);
+    // 64 MiB of zeros compress to ~64 KiB: refused once past the 8 MiB limit.
+    let bomb = gzip(&vec![b'0'; 64 * 1024 * 1024]);
+    let r = api.request("POST", "/dataproxy/message", &headers, Some(&bomb)).await;
+    assert_eq!(code(&r.body), 104, "{}", r.raw);
+    let r = api.request("POST", "/dataproxy/message", &headers, Some(b"not gzip")).await;
+    assert_eq!(code(&r.body), 31, "{}", r.raw);
+    let got = read(&kafka, &topic, 1).await;
+    assert_eq!(got.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["zipped"]);
+    api.stop().await;
+}

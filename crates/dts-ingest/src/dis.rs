@@ -13,7 +13,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use dts_core::ingest::{Protocol, StreamKey};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{Credential, DeliverError, LiveStream, OutRecord, Registry};
@@ -219,15 +218,14 @@ fn authenticate(registry: &Registry, req: &HttpRequest, body: &[u8]) -> Result<A
 }
 
 /// `POST /v2/{project_id}/records`.
-pub async fn send_records(registry: web::Data<Registry>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else { return DisError::invalid("the request body could not be read").response() };
-        if body.len() + chunk.len() > MAX_REQUEST_BYTES {
-            return DisError::invalid(format!("a request is at most {MAX_REQUEST_BYTES} bytes")).response();
+pub async fn send_records(registry: web::Data<Registry>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let body = match crate::read_body(&req, payload, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(crate::BodyError::TooLarge) => {
+            return DisError::invalid(format!("a request is at most {MAX_REQUEST_BYTES} bytes")).response()
         }
-        body.extend_from_slice(&chunk);
-    }
+        Err(crate::BodyError::Unreadable) => return DisError::invalid("the request body could not be read").response(),
+    };
     match handle(&registry, &req, &body).await {
         Ok(resp) | Err(resp) => resp,
     }

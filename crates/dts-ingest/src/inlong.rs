@@ -14,7 +14,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use dts_core::ingest::{Protocol, StreamKey};
-use futures_util::StreamExt;
 
 use crate::registry::{DeliverError, OutRecord, Registry};
 
@@ -148,17 +147,16 @@ pub async fn method_not_allowed() -> HttpResponse {
 }
 
 /// `/dataproxy/message`.
-pub async fn message(registry: web::Data<Registry>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
+pub async fn message(registry: web::Data<Registry>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let received_ms = dts_core::now_ms();
     let limit = registry.settings.max_body_bytes;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else { return fail(Code::DecodeRequestFailure) };
-        if body.len() + chunk.len() > limit {
-            return answer(Code::BodyExceedMaxLen, &format!("the request is larger than {limit} bytes"));
+    let body = match crate::read_body(&req, payload, limit).await {
+        Ok(b) => b,
+        Err(crate::BodyError::TooLarge) => {
+            return answer(Code::BodyExceedMaxLen, &format!("the request is larger than {limit} bytes"))
         }
-        body.extend_from_slice(&chunk);
-    }
+        Err(crate::BodyError::Unreadable) => return fail(Code::DecodeRequestFailure),
+    };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let body = if req.method() == Method::GET { &[][..] } else { &body[..] };
     let report = match parse(req.query_string(), content_type, body) {

@@ -66,3 +66,33 @@ pub fn is_protocol_path(path: &str) -> bool {
     let first = parts.next().unwrap_or_default();
     first != "internal" && parts.next() == Some("api") && parts.next() == Some("v1beta2")
 }
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the limit once decompressed.
+    TooLarge,
+    /// Cut off, or a compressed body that does not decompress.
+    Unreadable,
+}
+
+/// Reads a request body, decompressing `Content-Encoding: gzip` (and the
+/// other encodings actix supports); `limit` applies to the decompressed
+/// bytes, so a small compressed body cannot expand without bound.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, BodyError> {
+    use futures_util::StreamExt;
+    let mut stream = actix_web::dev::Decompress::from_headers(payload, req.headers());
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -24,7 +24,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use dts_core::ingest::{Protocol, StreamKey};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::registry::{Credential, DeliverError, LiveStream, OutRecord, Registry};
@@ -204,16 +203,15 @@ fn find(registry: &Registry, req: &HttpRequest, credential: &Credential) -> Resu
 }
 
 /// `POST .../streams/{stream}/ingest`.
-pub async fn ingest(registry: web::Data<Registry>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
+pub async fn ingest(registry: web::Data<Registry>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let limit = registry.settings.max_body_bytes;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else { return TpError::new(400, "the request body could not be read").response() };
-        if body.len() + chunk.len() > limit {
-            return TpError::new(413, format!("a request is at most {limit} bytes")).response();
+    let body = match crate::read_body(&req, payload, limit).await {
+        Ok(b) => b,
+        Err(crate::BodyError::TooLarge) => {
+            return TpError::new(413, format!("a request is at most {limit} bytes")).response()
         }
-        body.extend_from_slice(&chunk);
-    }
+        Err(crate::BodyError::Unreadable) => return TpError::new(400, "the request body could not be read").response(),
+    };
     match handle(&registry, &req, &body).await {
         Ok(r) | Err(r) => r,
     }
