@@ -1,5 +1,5 @@
-//! The streams this node serves, read from the store and refreshed every
-//! second, with what serving them needs: a shared Kafka producer per
+//! The streams this node serves, read from the store (or, on a gateway,
+//! from the control planes) and refreshed every second, with what serving them needs: a shared Kafka producer per
 //! destination, a rate limiter and counters per stream.
 
 use std::collections::HashMap;
@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use dts_core::ingest::{StreamKey, StreamSpec};
 use dts_kafka::{KafkaSink, SinkConfig, SinkError};
-use dts_store::ingest::StreamRecord;
-use dts_store::{Store, StoreError};
+use dts_store::Store;
 use governor::clock::DefaultClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
@@ -19,6 +18,80 @@ use serde::Serialize;
 
 /// How often each node re-reads the streams.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// A stream as a [`ConfigSource`] hands it over: its spec with secrets.
+#[derive(Debug, Clone)]
+pub struct LoadedStream {
+    pub id: i64,
+    pub version: i64,
+    pub key: StreamKey,
+    pub spec: StreamSpec,
+}
+
+/// Everything a node serves: streams and credentials (by lookup).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub streams: Vec<LoadedStream>,
+    pub credentials: Vec<(String, Credential)>,
+}
+
+/// Why a snapshot could not be loaded; the last one stays in force.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the ingest configuration: {what}")]
+pub struct LoadError {
+    pub what: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+type LoadFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Snapshot, LoadError>> + Send + 'a>>;
+
+/// Where a node learns its streams: the store (`standalone`, `control`)
+/// or the control planes (`gateway`).
+pub trait ConfigSource: Send + Sync {
+    fn load(&self) -> LoadFuture<'_>;
+}
+
+/// The streams and keys in the task store.
+#[derive(Debug, Clone)]
+pub struct StoreSource(pub Store);
+
+impl StoreSource {
+    /// Reads the store; a stream or key whose secrets cannot be opened is
+    /// left out (and logged), the others are served.
+    pub async fn snapshot(store: &Store) -> Result<Snapshot, dts_store::StoreError> {
+        let mut snapshot = Snapshot::default();
+        for record in store.list_streams().await? {
+            let mut spec = record.spec.clone();
+            match store.stream_secrets(&record) {
+                Ok(secrets) => secrets.keep_in(spec.kafka.security.as_mut()),
+                Err(e) => {
+                    tracing::error!(error = %e, stream = record.id, "an ingest stream cannot be read; it is not served");
+                    continue;
+                }
+            }
+            snapshot.streams.push(LoadedStream { id: record.id, version: record.version, key: record.key, spec });
+        }
+        for key in store.list_keys().await? {
+            match store.key_secret(&key) {
+                Ok(secret) => snapshot.credentials.push((
+                    key.lookup,
+                    Credential { id: key.id, protocol: key.protocol, secret, streams: key.streams },
+                )),
+                Err(e) => tracing::error!(error = %e, key = key.id, "an ingest key cannot be read; it is not accepted"),
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+impl ConfigSource for StoreSource {
+    fn load(&self) -> LoadFuture<'_> {
+        Box::pin(async move {
+            Self::snapshot(&self.0).await.map_err(|e| LoadError { what: "the store".into(), source: Some(Box::new(e)) })
+        })
+    }
+}
 
 /// Node-wide settings of ingest.
 #[derive(Debug, Clone)]
@@ -146,7 +219,7 @@ pub fn digest(secret: &str) -> String {
 
 /// The streams served by this node.
 pub struct Registry {
-    store: Store,
+    source: Box<dyn ConfigSource>,
     pub settings: IngestSettings,
     inner: RwLock<Inner>,
     /// Counters by stream id; they outlive a stream's versions.
@@ -188,10 +261,15 @@ pub struct OutRecord<'a> {
 }
 
 impl Registry {
+    /// A registry of the streams in `store`.
     pub fn new(store: Store, settings: IngestSettings) -> Self {
+        Self::with_source(Box::new(StoreSource(store)), settings)
+    }
+
+    pub fn with_source(source: Box<dyn ConfigSource>, settings: IngestSettings) -> Self {
         let permits = (settings.max_inflight_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Self {
-            store,
+            source,
             settings,
             inner: RwLock::new(Inner::default()),
             counters: RwLock::new(HashMap::new()),
@@ -227,55 +305,40 @@ impl Registry {
         Arc::clone(all.entry(id).or_default())
     }
 
-    fn live(&self, record: StreamRecord) -> Result<LiveStream, StoreError> {
-        let mut spec = record.spec.clone();
-        self.store.stream_secrets(&record)?.keep_in(spec.kafka.security.as_mut());
+    fn live(&self, loaded: LoadedStream) -> LiveStream {
+        let spec = loaded.spec;
         let limiter = spec.rate_limit.and_then(NonZeroU32::new).map(|n| RateLimiter::direct(Quota::per_second(n)));
         let sink_key =
             serde_json::json!([spec.kafka.addr, spec.kafka.partitions, spec.kafka.security, spec.secrets(),])
                 .to_string();
-        Ok(LiveStream {
-            id: record.id,
-            version: record.version,
-            key: record.key,
-            counters: self.counters_of(record.id),
+        LiveStream {
+            id: loaded.id,
+            version: loaded.version,
+            key: loaded.key,
+            counters: self.counters_of(loaded.id),
             spec,
             limiter,
             sink_key,
             next_partition: AtomicU32::new(0),
-        })
+        }
     }
 
-    /// Reads the streams and serves them. A stream whose version did not
+    /// Loads the streams and serves them. A stream whose version did not
     /// change keeps its limiter and its place in the round robin.
-    pub async fn reload(&self) -> Result<(), StoreError> {
-        let records = self.store.list_streams().await?;
+    pub async fn reload(&self) -> Result<(), LoadError> {
+        let snapshot = self.source.load().await?;
         let current: HashMap<i64, Arc<LiveStream>> = self.inner.read().map(|i| i.by_id.clone()).unwrap_or_default();
         let mut next = Inner::default();
-        for record in records {
-            let live = match current.get(&record.id) {
-                Some(s) if s.version == record.version => Arc::clone(s),
-                _ => match self.live(record) {
-                    Ok(s) => Arc::new(s),
-                    Err(e) => {
-                        tracing::error!(error = %e, "an ingest stream cannot be read; it is not served");
-                        continue;
-                    }
-                },
+        for loaded in snapshot.streams {
+            let live = match current.get(&loaded.id) {
+                Some(s) if s.version == loaded.version => Arc::clone(s),
+                _ => Arc::new(self.live(loaded)),
             };
             next.by_key.insert(live.key.clone(), Arc::clone(&live));
             next.by_id.insert(live.id, live);
         }
-        for key in self.store.list_keys().await? {
-            let secret = match self.store.key_secret(&key) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, key = key.id, "an ingest key cannot be read; it is not accepted");
-                    continue;
-                }
-            };
-            let credential = Credential { id: key.id, protocol: key.protocol, secret, streams: key.streams };
-            next.credentials.insert(key.lookup, Arc::new(credential));
+        for (lookup, credential) in snapshot.credentials {
+            next.credentials.insert(lookup, Arc::new(credential));
         }
         if let Ok(mut inner) = self.inner.write() {
             *inner = next;

@@ -169,7 +169,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
             ..dts_ingest::IngestSettings::default()
         },
     ));
-    ingest.reload().await.map_err(|source| RunError::Store { url: redact_url(url), source })?;
+    ingest.reload().await.map_err(|e| RunError::Other(e.to_string()))?;
     let state = AppState {
         store: store.clone(),
         auth: Arc::clone(&auth),

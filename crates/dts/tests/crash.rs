@@ -100,32 +100,39 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
         p
     });
 
-    // Write steadily in small transactions; kill the process once some rows
-    // are checkpointed and more are in flight.
-    let total = 3000;
+    // Write steadily in small transactions until told to stop, so the kill
+    // lands mid-stream however slow the machine is: once some rows are
+    // checkpointed and more are in flight.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let pool = src.pool.clone();
+        let (pool, stop) = (src.pool.clone(), stop.clone());
         tokio::spawn(async move {
             use mysql_async::prelude::Queryable;
             let mut conn = pool.get_conn().await.unwrap();
-            for batch in 0..(total / 10) {
+            let mut batch = 0_i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let values: Vec<String> = (1..=10).map(|i| format!("({}, 'row')", batch * 10 + i)).collect();
                 conn.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
+                batch += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            batch * 10
         })
     };
     let first_pos = tokio::task::block_in_place(|| {
         let t = wait_task(port, "a first checkpoint", |t| t["transaction_time"] != "");
         t["pos"].as_str().unwrap().to_owned()
     });
-    assert!(!writer.is_finished(), "the kill must land while rows are still being written");
     let mut first = first;
     first.0.kill().unwrap(); // SIGKILL: no flush, no final checkpoint
     first.0.wait().unwrap();
 
     let _second = tokio::task::block_in_place(|| start(dir.path(), port));
-    writer.await.unwrap();
+    // More rows while the new process catches up, then stop.
+    tokio::task::block_in_place(|| wait_task(port, "Running after restart", |t| t["state"] == "Running"));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let total = writer.await.unwrap();
+    assert!(total > 0);
     // The old process's replication connection may linger on the server for
     // a heartbeat (error 4052, retried): wait until the task runs cleanly.
     tokio::task::block_in_place(|| {
