@@ -228,3 +228,34 @@ mod tests {
         assert!(check_heartbeat(&huge).is_err());
     }
 }
+
+/// `POST /internal/v1/ingest/config`: the streams and keys a gateway
+/// serves, secrets sealed for it.
+pub async fn ingest_config(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use dts_core::wire::{IngestConfigReply, IngestConfigRequest, IngestKeyWire, IngestSecrets, IngestStreamWire};
+    let cluster = cluster(&state)?;
+    let nonce = req.headers().get(NONCE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let ask: IngestConfigRequest = json_body(&state, &req, body).await?;
+    if ask.gateway_id.is_empty() || ask.gateway_id.len() > 128 || ask.gateway_id.chars().any(char::is_control) {
+        return Err(ApiError::new(ErrorCode::InvalidField, "gateway_id must be 1 to 128 characters"));
+    }
+    let mut secrets = IngestSecrets::default();
+    let mut streams = Vec::new();
+    for s in state.store.list_streams().await? {
+        secrets.streams.insert(s.id, state.store.stream_secrets(&s)?);
+        streams.push(IngestStreamWire { id: s.id, version: s.version, spec: s.spec });
+    }
+    let mut keys = Vec::new();
+    for k in state.store.list_keys().await? {
+        if let Some(secret) = state.store.key_secret(&k)? {
+            secrets.keys.insert(k.id, secret.expose().to_owned());
+        }
+        keys.push(IngestKeyWire { id: k.id, protocol: k.protocol, lookup: k.lookup, streams: k.streams });
+    }
+    let plain = serde_json::to_vec(&secrets).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(ok(IngestConfigReply { streams, keys, secrets: cluster.key.seal(&nonce, &plain) }))
+}

@@ -134,6 +134,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/internal/v1/heartbeat").route(web::post().to(internal::heartbeat)))
         .service(resource("/internal/v1/tasks/{id}/progress").route(web::post().to(internal::progress)))
         .service(resource("/internal/v1/tasks/{id}/state").route(web::post().to(internal::task_state)))
+        .service(resource("/internal/v1/ingest/config").route(web::post().to(internal::ingest_config)))
         .configure(dts_ingest::routes)
         .default_service(web::to(route_not_found));
 }

@@ -81,3 +81,43 @@ pub struct TaskSecrets {
     #[serde(default)]
     pub kafka: crate::spec::KafkaSecrets,
 }
+
+/// A gateway asks for the ingest configuration (`/internal/v1/ingest/config`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestConfigRequest {
+    pub gateway_id: String,
+}
+
+/// An ingest stream as gateways receive it: its spec without secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestStreamWire {
+    pub id: i64,
+    pub version: i64,
+    pub spec: crate::ingest::StreamSpec,
+}
+
+/// An ingest credential as gateways receive it, without its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestKeyWire {
+    pub id: i64,
+    pub protocol: crate::ingest::Protocol,
+    /// The access key, or the digest of a token / API key.
+    pub lookup: String,
+    pub streams: Vec<i64>,
+}
+
+/// The answer: streams and keys, with their secrets sealed for the asking
+/// gateway (an [`IngestSecrets`] JSON, sealed like task secrets).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestConfigReply {
+    pub streams: Vec<IngestStreamWire>,
+    pub keys: Vec<IngestKeyWire>,
+    pub secrets: String,
+}
+
+/// Secrets of the streams (Kafka) and keys (DIS secret keys), by id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IngestSecrets {
+    pub streams: std::collections::BTreeMap<i64, crate::spec::KafkaSecrets>,
+    pub keys: std::collections::BTreeMap<i64, String>,
+}

@@ -158,6 +158,19 @@ impl ControlClient {
         Ok((reply, secrets))
     }
 
+    /// The ingest streams and keys a gateway serves, with their secrets opened.
+    pub async fn ingest_config(
+        &self,
+        gateway_id: &str,
+    ) -> Result<(dts_core::wire::IngestConfigReply, dts_core::wire::IngestSecrets), String> {
+        let ask = dts_core::wire::IngestConfigRequest { gateway_id: gateway_id.to_owned() };
+        let (reply, nonce): (dts_core::wire::IngestConfigReply, String) =
+            self.post("/internal/v1/ingest/config", &ask).await?;
+        let plain = self.key.open(&nonce, &reply.secrets).map_err(|e| format!("ingest secrets: {e}"))?;
+        let secrets = serde_json::from_slice(&plain).map_err(|e| format!("ingest secrets: {e}"))?;
+        Ok((reply, secrets))
+    }
+
     pub async fn progress(&self, id: i64, epoch: i64, p: &Progress) -> Result<bool, RunError> {
         let report = ProgressReport {
             epoch,

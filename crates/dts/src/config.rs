@@ -65,20 +65,12 @@ pub struct ServeArgs {
     pub tls_client_ca: Option<PathBuf>,
 }
 
-/// Options of `dts worker`, on top of the shared ones.
+/// How a node reaches the control planes (`worker`, `gateway`).
 #[derive(Debug, Clone, Default, Args)]
-pub struct WorkerArgs {
-    #[command(flatten)]
-    pub serve: ServeArgs,
+pub struct ControlArgs {
     /// Control-plane addresses, comma-separated (http://host:port)
     #[arg(long = "control", env = "DTS_CONTROL_URLS", value_delimiter = ',')]
     pub control: Vec<String>,
-    /// Stable id of this node [default: generated once into DATA_DIR/worker.id]
-    #[arg(long, env = "DTS_WORKER_ID")]
-    pub worker_id: Option<String>,
-    /// Most tasks this node runs at once [default: 16]
-    #[arg(long, env = "DTS_WORKER_CAPACITY")]
-    pub capacity: Option<i64>,
     /// PEM CA certificate(s) that signed the control planes' certificates (for https:// control URLs)
     #[arg(long, env = "DTS_CONTROL_CA")]
     pub control_ca: Option<PathBuf>,
@@ -88,6 +80,33 @@ pub struct WorkerArgs {
     /// PEM private key of --control-cert
     #[arg(long, env = "DTS_CONTROL_KEY", requires = "control_cert")]
     pub control_key: Option<PathBuf>,
+}
+
+/// Options of `dts worker`, on top of the shared ones.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Stable id of this node [default: generated once into DATA_DIR/worker.id]
+    #[arg(long, env = "DTS_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Most tasks this node runs at once [default: 16]
+    #[arg(long, env = "DTS_WORKER_CAPACITY")]
+    pub capacity: Option<i64>,
+}
+
+/// Options of `dts gateway`: an ingest-only node fed by the control planes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Stable id of this node [default: generated once into DATA_DIR/worker.id]
+    #[arg(long, env = "DTS_WORKER_ID")]
+    pub worker_id: Option<String>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never goes unnoticed.

@@ -19,7 +19,7 @@ use dts_worker::client::{ControlClient, ControlTls};
 use dts_worker::{Worker, WorkerConfig};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{load_file, KeySource, ServeArgs, Settings, WorkerArgs};
+use crate::config::{load_file, ControlArgs, FileConfig, GatewayArgs, KeySource, ServeArgs, Settings, WorkerArgs};
 
 /// The worker id of the local worker in `dts standalone`.
 const STANDALONE_WORKER: &str = "standalone";
@@ -45,6 +45,8 @@ enum Command {
     Control(ServeArgs),
     /// A worker node: runs the tasks the control plane assigns to it
     Worker(WorkerArgs),
+    /// An ingest-only node: serves the push-ingest protocols with the streams and keys of the control planes
+    Gateway(GatewayArgs),
     /// Read a password on stdin and print its argon2id hash for the config file
     HashPassword,
     /// Print a new random secret key (base64) for DTS_SECRET_KEY
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Standalone(args) => serve(cli.config, args, Mode::Standalone),
         Command::Control(args) => serve(cli.config, args, Mode::Control),
         Command::Worker(args) => run_worker(cli.config, args),
+        Command::Gateway(args) => run_gateway(cli.config, args),
         Command::HashPassword => hash_from_stdin(),
         Command::GenKey => {
             emit(&SecretCipher::generate_key_base64());
@@ -244,28 +247,9 @@ fn worker_config(worker_id: String, settings: &Settings) -> WorkerConfig {
 /// `dts worker`: heartbeats the control planes and runs what they assign.
 fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError> {
     let file = load_file(config.as_deref())?;
-    let control = if args.control.is_empty() { file.control.clone().unwrap_or_default() } else { args.control };
     let worker_id = args.worker_id.or(file.worker_id.clone());
     let capacity = args.capacity.or(file.capacity).unwrap_or(16);
-    let read = |what: &str, path: Option<PathBuf>| -> Result<Option<Vec<u8>>, RunError> {
-        path.map(|p| {
-            std::fs::read(&p).map_err(|e| RunError::Other(format!("cannot read the {what} {}: {e}", p.display())))
-        })
-        .transpose()
-    };
-    let identity_pem =
-        match (args.control_cert.or(file.control_cert.clone()), args.control_key.or(file.control_key.clone())) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read("control client certificate", Some(cert))?.unwrap_or_default();
-                pem.push(b'\n');
-                pem.extend(read("control client key", Some(key))?.unwrap_or_default());
-                Some(pem)
-            }
-            (None, None) => None,
-            _ => return Err(RunError::Other("control_cert and control_key go together: set both or neither".into())),
-        };
-    let control_tls =
-        ControlTls { ca_pem: read("control CA", args.control_ca.or(file.control_ca.clone()))?, identity_pem };
+    let (control, control_tls) = control_settings(args.control, &file)?;
     let settings = Settings::resolve(args.serve, file, None)?;
     if control.is_empty() {
         return Err(RunError::Other("`dts worker` needs its control planes: set DTS_CONTROL_URLS or --control".into()));
@@ -325,6 +309,162 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
         let result = served.await;
         let _ = stop.send(true);
         let _ = worker.await;
+        result.map_err(|e| RunError::Other(e.to_string()))
+    })
+}
+
+/// The control-plane URLs and TLS settings, from flags, variables or the file.
+fn control_settings(args: ControlArgs, file: &FileConfig) -> Result<(Vec<String>, ControlTls), RunError> {
+    let control = if args.control.is_empty() { file.control.clone().unwrap_or_default() } else { args.control };
+    let read = |what: &str, path: Option<PathBuf>| -> Result<Option<Vec<u8>>, RunError> {
+        path.map(|p| {
+            std::fs::read(&p).map_err(|e| RunError::Other(format!("cannot read the {what} {}: {e}", p.display())))
+        })
+        .transpose()
+    };
+    let identity_pem =
+        match (args.control_cert.or(file.control_cert.clone()), args.control_key.or(file.control_key.clone())) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read("control client certificate", Some(cert))?.unwrap_or_default();
+                pem.push(b'\n');
+                pem.extend(read("control client key", Some(key))?.unwrap_or_default());
+                Some(pem)
+            }
+            (None, None) => None,
+            _ => return Err(RunError::Other("control_cert and control_key go together: set both or neither".into())),
+        };
+    let tls = ControlTls { ca_pem: read("control CA", args.control_ca.or(file.control_ca.clone()))?, identity_pem };
+    Ok((control, tls))
+}
+
+/// The streams and keys of the control planes, for a gateway.
+struct ControlSource {
+    client: ControlClient,
+    gateway_id: String,
+}
+
+impl dts_ingest::registry::ConfigSource for ControlSource {
+    fn load(
+        &self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<dts_ingest::registry::Snapshot, dts_ingest::registry::LoadError>>
+                + Send
+                + '_,
+        >,
+    > {
+        use dts_ingest::registry::{Credential, LoadError, LoadedStream, Snapshot};
+        Box::pin(async move {
+            let (reply, secrets) = self
+                .client
+                .ingest_config(&self.gateway_id)
+                .await
+                .map_err(|e| LoadError { what: format!("the control planes: {e}"), source: None })?;
+            let mut snapshot = Snapshot::default();
+            for s in reply.streams {
+                let mut spec = s.spec;
+                if let Some(sec) = secrets.streams.get(&s.id) {
+                    sec.keep_in(spec.kafka.security.as_mut());
+                }
+                match spec.validate() {
+                    Ok(key) => snapshot.streams.push(LoadedStream { id: s.id, version: s.version, key, spec }),
+                    Err(e) => {
+                        tracing::error!(stream = s.id, error = %e, "an ingest stream from the control plane is invalid")
+                    }
+                }
+            }
+            for k in reply.keys {
+                let secret = secrets.keys.get(&k.id).map(|s| dts_core::spec::Secret::new(s.clone()));
+                snapshot
+                    .credentials
+                    .push((k.lookup, Credential { id: k.id, protocol: k.protocol, secret, streams: k.streams }));
+            }
+            Ok(snapshot)
+        })
+    }
+}
+
+/// `dts gateway`: serves ingest with the control planes' streams and keys,
+/// re-read every second; no store, no tasks.
+fn run_gateway(config: Option<PathBuf>, args: GatewayArgs) -> Result<(), RunError> {
+    let file = load_file(config.as_deref())?;
+    let gateway_id = args.worker_id.or(file.worker_id.clone());
+    let (control, control_tls) = control_settings(args.control, &file)?;
+    let settings = Settings::resolve(args.serve, file, None)?;
+    if control.is_empty() {
+        return Err(RunError::Other(
+            "`dts gateway` needs its control planes: set DTS_CONTROL_URLS or --control".into(),
+        ));
+    }
+    let token = settings
+        .cluster_token
+        .clone()
+        .ok_or_else(|| RunError::Other("`dts gateway` needs the cluster token: set DTS_CLUSTER_TOKEN".into()))?;
+    let gateway_id = match gateway_id {
+        Some(id) => id,
+        None => stable_worker_id(&settings.data_dir)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5), &control_tls)
+            .map_err(RunError::Other)?;
+        let source = ControlSource { client, gateway_id: gateway_id.clone() };
+        let registry = Arc::new(dts_ingest::Registry::with_source(
+            Box::new(source),
+            dts_ingest::IngestSettings {
+                topic_partitions: settings.worker.topic_partitions,
+                replication_factor: settings.worker.topic_replication_factor,
+                origin: gateway_id.clone(),
+                ..dts_ingest::IngestSettings::default()
+            },
+        ));
+        // Serve even when the control planes are not reachable yet: the
+        // follower keeps trying, and unknown streams are answered as such.
+        if let Err(e) = registry.reload().await {
+            tracing::warn!(error = %e, "no ingest configuration yet; retrying every second");
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let follower = {
+            let mut stopped = stopped.clone();
+            tokio::spawn(Arc::clone(&registry).follow(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        };
+        tracing::info!(gateway = %gateway_id, listen = %settings.listen, "gateway serving ingest");
+        let data = actix_web::web::Data::from(Arc::clone(&registry));
+        let id = gateway_id.clone();
+        let served = actix_web::HttpServer::new(move || {
+            let id = id.clone();
+            actix_web::App::new()
+                .app_data(data.clone())
+                .route(
+                    "/healthz",
+                    actix_web::web::get().to(move || {
+                        let id = id.clone();
+                        async move { dts_control::envelope::ok(serde_json::json!({"status": "ok", "gateway_id": id})) }
+                    }),
+                )
+                .configure(dts_ingest::routes)
+        })
+        .workers(settings.http_workers)
+        .disable_signals();
+        let served = match listener_tls(&settings)? {
+            Some(tls) => served.bind_rustls_0_23(settings.listen, tls),
+            None => served.bind(settings.listen),
+        }
+        .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
+        .run();
+        let handle = served.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            handle.stop(true).await;
+        });
+        let result = served.await;
+        let _ = stop.send(true);
+        let _ = follower.await;
         result.map_err(|e| RunError::Other(e.to_string()))
     })
 }
