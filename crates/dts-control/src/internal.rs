@@ -207,28 +207,6 @@ pub async fn task_state(
     Ok(ok(ReportReply { accepted }))
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn beat(capacity: i64) -> Heartbeat {
-        Heartbeat { worker_id: "w1".into(), addr: "10.0.0.1:8080".into(), capacity, version: "0.1.0".into() }
-    }
-
-    #[test]
-    fn heartbeats_out_of_range_are_refused() {
-        assert!(check_heartbeat(&beat(16)).is_ok());
-        for capacity in [0, -1, MAX_CAPACITY + 1, i64::MAX, i64::MIN] {
-            assert_eq!(check_heartbeat(&beat(capacity)).unwrap_err().code, ErrorCode::InvalidField, "{capacity}");
-        }
-        let forged = Heartbeat { worker_id: "w1\nforged line".into(), ..beat(1) };
-        assert!(check_heartbeat(&forged).is_err());
-        let huge = Heartbeat { addr: "a".repeat(10_000), ..beat(1) };
-        assert!(check_heartbeat(&huge).is_err());
-    }
-}
-
 /// `POST /internal/v1/ingest/config`: the streams and keys a gateway
 /// serves, secrets sealed for it.
 pub async fn ingest_config(
@@ -258,4 +236,26 @@ pub async fn ingest_config(
     }
     let plain = serde_json::to_vec(&secrets).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     Ok(ok(IngestConfigReply { streams, keys, secrets: cluster.key.seal(&nonce, &plain) }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn beat(capacity: i64) -> Heartbeat {
+        Heartbeat { worker_id: "w1".into(), addr: "10.0.0.1:8080".into(), capacity, version: "0.1.0".into() }
+    }
+
+    #[test]
+    fn heartbeats_out_of_range_are_refused() {
+        assert!(check_heartbeat(&beat(16)).is_ok());
+        for capacity in [0, -1, MAX_CAPACITY + 1, i64::MAX, i64::MIN] {
+            assert_eq!(check_heartbeat(&beat(capacity)).unwrap_err().code, ErrorCode::InvalidField, "{capacity}");
+        }
+        let forged = Heartbeat { worker_id: "w1\nforged line".into(), ..beat(1) };
+        assert!(check_heartbeat(&forged).is_err());
+        let huge = Heartbeat { addr: "a".repeat(10_000), ..beat(1) };
+        assert!(check_heartbeat(&huge).is_err());
+    }
 }
