@@ -21,5 +21,5 @@ if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/python" -c 'import pymysqlreplication, confluent_kafka' 2>/dev/null \
     || "$venv/bin/pip" install -q mysql-replication confluent-kafka
 export DTS_BENCH_BASELINE="$venv/bin/python $ROOT/scripts/baseline/pipeline.py"
-cargo build --release -p dts-bench
+cargo build --release -p dts-bench -p dts
 target/release/dts-bench "$@"

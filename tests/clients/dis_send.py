@@ -2,7 +2,9 @@
 
     python dis_send.py ENDPOINT PROJECT_ID AK SK STREAM_NAME RECORD...
 
-Prints the SDK's response (or its error) as one JSON line. Used by the
+Creates the stream first (as SDK examples do; it exists in dts, so the
+create succeeds), sends, then describes and lists streams. Prints what the
+SDK saw (or its error) as one JSON line. Used by the
 end-to-end tests: the SDK signs requests with AK/SK exactly as it does
 against Huawei Cloud.
 """
@@ -12,7 +14,16 @@ import sys
 
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions import exceptions
-from huaweicloudsdkdis.v2 import DisClient, PutRecordsRequest, PutRecordsRequestEntry, SendRecordsRequest
+from huaweicloudsdkdis.v2 import (
+    CreateStreamReq,
+    CreateStreamRequest,
+    DisClient,
+    ListStreamsRequest,
+    PutRecordsRequest,
+    PutRecordsRequestEntry,
+    SendRecordsRequest,
+    ShowStreamRequest,
+)
 
 
 def main():
@@ -30,6 +41,9 @@ def main():
     ]
     request = SendRecordsRequest(body=PutRecordsRequest(stream_name=stream, records=entries))
     try:
+        client.create_stream(
+            CreateStreamRequest(body=CreateStreamReq(stream_name=stream, partition_count=3, data_type="BLOB"))
+        )
         response = client.send_records(request)
         out = {
             "ok": True,
@@ -39,6 +53,9 @@ def main():
                 for r in response.records
             ],
         }
+        shown = client.show_stream(ShowStreamRequest(stream_name=stream))
+        out["partitions"] = [p.partition_id for p in shown.partitions]
+        out["listed"] = client.list_streams(ListStreamsRequest()).stream_names
     except exceptions.ClientRequestException as e:
         out = {"ok": False, "status": e.status_code, "error_code": e.error_code, "error_msg": e.error_msg}
     print(json.dumps(out))

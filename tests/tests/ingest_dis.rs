@@ -109,6 +109,11 @@ async fn the_official_sdk_sends_records_unchanged() {
     assert_eq!(answer["failed_record_count"], 0);
     let results = answer["records"].as_array().unwrap();
     assert_eq!(results.len(), 3);
+    // The SDK's stream calls: create (it exists), describe, list.
+    assert_eq!(answer["listed"], json!(["newstream"]), "{answer}");
+    let partitions = answer["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 3, "the topic's partitions: {answer}");
+    assert_eq!(partitions[0], "shardId-0000000000");
     let got = read(&kafka, &topic, 3).await;
     for (i, r) in results.iter().enumerate() {
         let partition = r["partition_id"].as_str().unwrap().strip_prefix("shardId-").unwrap().parse::<i32>().unwrap();
@@ -215,6 +220,18 @@ async fn bad_requests_get_dis_errors_and_write_nothing() {
     let got = read(&kafka, &topic, 1).await;
     assert_eq!(got.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["x"]);
     let _ = other;
+
+    // Stream management: operators own streams.
+    let tok = [("X-Auth-Token", token.as_str()), ("Content-Type", "application/json")];
+    let r = api.request("GET", "/v2/p1/streams/s1", &tok, None).await;
+    assert_eq!((r.status, r.body["stream_id"].as_str()), (200, Some(id.to_string().as_str())), "{}", r.raw);
+    dis_error(&api.request("GET", "/v2/p1/streams/s2", &tok, None).await, 403, "DIS.4116");
+    dis_error(&api.request("GET", "/v2/p1/streams/none", &tok, None).await, 400, "DIS.4301");
+    dis_error(&api.request("DELETE", "/v2/p1/streams/s1", &tok, None).await, 403, "DIS.4116");
+    let create = br#"{"stream_name":"brand_new","partition_count":1}"#;
+    dis_error(&api.request("POST", "/v2/p1/streams", &tok, Some(create)).await, 403, "DIS.4116");
+    let listed = api.request("GET", "/v2/p1/streams", &tok, None).await;
+    assert_eq!(listed.body["stream_names"], json!(["s1"]), "{}", listed.raw);
 
     // A revoked key stops working at once.
     let key_id = key["id"].as_i64().unwrap();

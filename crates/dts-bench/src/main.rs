@@ -22,6 +22,8 @@
 //!   concurrent clients for 10 s: requests/s and p99 latency; and the time
 //!   from `POST /v1/dispatch/submit` to the task running.
 
+mod ingest;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -67,7 +69,7 @@ struct Args {
 
 fn args() -> std::result::Result<Args, String> {
     let mut a = Args {
-        scenarios: ["cdc", "snapshot", "lag", "ceiling", "api", "memory"].map(String::from).to_vec(),
+        scenarios: ["cdc", "snapshot", "lag", "ceiling", "api", "memory", "ingest"].map(String::from).to_vec(),
         rows: 1_000_000,
         out: "bench-results".into(),
     };
@@ -80,7 +82,7 @@ fn args() -> std::result::Result<Args, String> {
             "--out" => a.out = value.into(),
             other => {
                 return Err(format!(
-                    "unknown flag {other} (known: --scenarios cdc,snapshot,lag,ceiling,api,memory --rows N --out DIR)"
+                    "unknown flag {other} (known: --scenarios cdc,snapshot,lag,ceiling,api,memory,ingest --rows N --out DIR)"
                 ))
             }
         }
@@ -610,8 +612,16 @@ async fn main() -> std::process::ExitCode {
                     results.push(r);
                 }
             }
+            "ingest" => {
+                for r in ingest::ingest(&bench.kafka).await {
+                    eprintln!("{}: {} -> {:.0} records/s {:?}", r.scenario, r.variant, r.rows_per_sec, r.lag_ms);
+                    results.push(r);
+                }
+            }
             other => {
-                eprintln!("dts-bench: unknown scenario {other} (known: cdc, snapshot, lag, ceiling, api, memory)");
+                eprintln!(
+                    "dts-bench: unknown scenario {other} (known: cdc, snapshot, lag, ceiling, api, memory, ingest)"
+                );
                 return std::process::ExitCode::from(2);
             }
         }

@@ -307,6 +307,150 @@ fn unavailable(stream: &LiveStream, e: &DeliverError) -> HttpResponse {
     }
 }
 
+/// What the stream-management calls answer for a dts stream.
+fn stream_info(stream: &LiveStream, partitions: u32) -> serde_json::Value {
+    serde_json::json!({
+        "stream_name": stream.key.name,
+        "stream_id": stream.id.to_string(),
+        "create_time": 0,
+        "last_modified_time": 0,
+        "status": "RUNNING",
+        "stream_type": "COMMON",
+        "data_type": "BLOB",
+        "retention_period": 24,
+        "partition_count": partitions,
+        "writable_partition_count": partitions,
+        "readable_partition_count": partitions,
+        "has_more_partitions": false,
+        "auto_scale_enabled": false,
+        "partitions": (0..partitions).map(|p| serde_json::json!({
+            "partition_id": shard_id(p),
+            "status": "ACTIVE",
+            "hash_range": hash_range(p, partitions),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The `explicit_hash_key` range that lands on `partition`, as `[lo : hi]`.
+fn hash_range(partition: u32, partitions: u32) -> String {
+    let span = u128::from(i64::MAX as u64) + 1;
+    let lo = span * u128::from(partition) / u128::from(partitions.max(1));
+    let hi = span * (u128::from(partition) + 1) / u128::from(partitions.max(1)) - 1;
+    format!("[{lo} : {hi}]")
+}
+
+fn project_stream(registry: &Registry, req: &HttpRequest) -> Option<Arc<LiveStream>> {
+    let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
+    let name = req.match_info().get("stream_name").unwrap_or_default().to_owned();
+    registry.get(&StreamKey { protocol: Protocol::Dis, scope: project, name })
+}
+
+/// Streams are set up by dts operators (they choose the Kafka topic); the
+/// SDK workflows that create, describe, list or delete streams around
+/// SendRecords are answered from what exists.
+async fn managed(
+    registry: &Registry,
+    req: &HttpRequest,
+    body: &[u8],
+    f: impl FnOnce(Arc<Credential>) -> Result<HttpResponse, DisError>,
+) -> HttpResponse {
+    match authenticate(registry, req, body).and_then(f) {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+/// `GET /v2/{project_id}/streams`: the project's streams this key may write.
+pub async fn list_streams(registry: web::Data<Registry>, req: HttpRequest) -> HttpResponse {
+    let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
+    let mut found = Vec::new();
+    let listed = managed(&registry, &req, b"", |credential| {
+        found = credential
+            .streams
+            .iter()
+            .filter_map(|id| registry.get_by_id(*id))
+            .filter(|s| s.key.protocol == Protocol::Dis && s.key.scope == project)
+            .collect();
+        Ok(HttpResponse::Ok().finish())
+    })
+    .await;
+    if !listed.status().is_success() {
+        return listed;
+    }
+    let mut infos = Vec::new();
+    for s in &found {
+        let partitions = registry.partitions(s).await.unwrap_or(0);
+        infos.push(stream_info(s, partitions));
+    }
+    let names: Vec<&str> = found.iter().map(|s| s.key.name.as_str()).collect();
+    HttpResponse::Ok().content_type("application/json;charset=UTF-8").body(
+        serde_json::json!({
+            "total_number": names.len(), "stream_names": names, "has_more_streams": false, "stream_info_list": infos,
+        })
+        .to_string(),
+    )
+}
+
+/// `GET /v2/{project_id}/streams/{stream_name}`: its partitions are the topic's.
+pub async fn show_stream(registry: web::Data<Registry>, req: HttpRequest) -> HttpResponse {
+    let mut target = None;
+    let checked = managed(&registry, &req, b"", |credential| {
+        let s = project_stream(&registry, &req)
+            .ok_or_else(|| DisError::new(400, "DIS.4301", "The stream does not exist."))?;
+        if !credential.may_write(&s) {
+            return Err(DisError::new(403, "DIS.4116", "Invalid RBAC. this key may not use this stream"));
+        }
+        target = Some(s);
+        Ok(HttpResponse::Ok().finish())
+    })
+    .await;
+    let Some(stream) = target else { return checked };
+    match registry.partitions(&stream).await {
+        Ok(n) => {
+            HttpResponse::Ok().content_type("application/json;charset=UTF-8").body(stream_info(&stream, n).to_string())
+        }
+        Err(e) => unavailable(&stream, &e),
+    }
+}
+
+/// `POST /v2/{project_id}/streams`: succeeds for a stream that exists and
+/// this key may write (scripts that create before they send work
+/// unchanged); other names are refused, since operators create streams.
+pub async fn create_stream(registry: web::Data<Registry>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
+    managed(&registry, &req, &body, |credential| {
+        let name = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["stream_name"].as_str().map(str::to_owned))
+            .ok_or_else(|| DisError::invalid("stream_name is required"))?;
+        match registry.get(&StreamKey { protocol: Protocol::Dis, scope: project, name }) {
+            Some(s) if credential.may_write(&s) => {
+                Ok(HttpResponse::Created().content_type("application/json").body("{}"))
+            }
+            Some(_) => Err(DisError::new(403, "DIS.4116", "Invalid RBAC. this key may not use this stream")),
+            None => Err(DisError::new(
+                403,
+                "DIS.4116",
+                "Invalid RBAC. streams are created by dts operators (POST /v1/ingest/streams, naming the Kafka topic)",
+            )),
+        }
+    })
+    .await
+}
+
+/// `DELETE /v2/{project_id}/streams/{stream_name}`: refused; operators remove streams.
+pub async fn delete_stream(registry: web::Data<Registry>, req: HttpRequest) -> HttpResponse {
+    managed(&registry, &req, b"", |_| {
+        project_stream(&registry, &req).ok_or_else(|| DisError::new(400, "DIS.4301", "The stream does not exist."))?;
+        Err(DisError::new(
+            403,
+            "DIS.4116",
+            "Invalid RBAC. streams are removed by dts operators (DELETE /v1/ingest/streams/:id)",
+        ))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -327,6 +471,15 @@ mod tests {
         assert_eq!(partition_of_hash(0, 3), 0);
         assert_eq!(partition_of_hash(i64::MAX as u64, 3), 2);
         assert_eq!(partition_of_hash(i64::MAX as u64 / 2, 2), 0);
+        // The advertised hash ranges are the ones records are placed by.
+        for n in [1, 3, 7] {
+            for p in 0..n {
+                let range = hash_range(p, n);
+                let (lo, hi) = range.trim_matches(['[', ']']).split_once(" : ").unwrap();
+                assert_eq!(partition_of_hash(lo.parse().unwrap(), n), p, "{range}");
+                assert_eq!(partition_of_hash(hi.parse().unwrap(), n), p, "{range}");
+            }
+        }
     }
 
     #[test]

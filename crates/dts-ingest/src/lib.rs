@@ -37,7 +37,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(inlong::heartbeat))
             .default_service(web::to(inlong::method_not_allowed)),
     )
-    .service(web::resource("/v2/{project_id}/records").route(web::post().to(dis::send_records)));
+    .service(web::resource("/v2/{project_id}/records").route(web::post().to(dis::send_records)))
+    .service(
+        web::resource("/v2/{project_id}/streams")
+            .route(web::get().to(dis::list_streams))
+            .route(web::post().to(dis::create_stream)),
+    )
+    .service(
+        web::resource("/v2/{project_id}/streams/{stream_name}")
+            .route(web::get().to(dis::show_stream))
+            .route(web::delete().to(dis::delete_stream)),
+    );
     // Timeplus: with a workspace segment and without.
     for prefix in ["/{workspace}/api/v1beta2", "/api/v1beta2"] {
         cfg.service(
