@@ -333,9 +333,10 @@ fn stream_info(stream: &LiveStream, partitions: u32) -> serde_json::Value {
 
 /// The `explicit_hash_key` range that lands on `partition`, as `[lo : hi]`.
 fn hash_range(partition: u32, partitions: u32) -> String {
-    let span = u128::from(i64::MAX as u64) + 1;
-    let lo = span * u128::from(partition) / u128::from(partitions.max(1));
-    let hi = span * (u128::from(partition) + 1) / u128::from(partitions.max(1)) - 1;
+    // The smallest hash whose partition is `p` is ceil(span * p / n).
+    let (span, n) = (u128::from(i64::MAX as u64) + 1, u128::from(partitions.max(1)));
+    let first = |p: u128| (span * p).div_ceil(n);
+    let (lo, hi) = (first(u128::from(partition)), first(u128::from(partition) + 1) - 1);
     format!("[{lo} : {hi}]")
 }
 
