@@ -105,8 +105,9 @@ impl TestApi {
             Some(_) => Placement::Cluster,
             None => Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
         };
-        // A short wait, so tests of a broker that is down end quickly.
-        let ingest_settings = dts_ingest::IngestSettings { wait: Duration::from_secs(5), ..Default::default() };
+        // Shorter than the default 30 s, so tests of a broker that is down
+        // end sooner, yet long enough for a first topic creation on a busy machine.
+        let ingest_settings = dts_ingest::IngestSettings { wait: Duration::from_secs(15), ..Default::default() };
         let ingest = Arc::new(dts_ingest::Registry::new(db.store.clone(), ingest_settings));
         let state = AppState {
             store: db.store.clone(),

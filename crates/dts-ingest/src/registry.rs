@@ -383,16 +383,7 @@ impl Registry {
         cfg.replication_factor = self.settings.replication_factor;
         cfg.origin = Some(self.settings.origin.clone());
         if let Some(sec) = &k.security {
-            let sasl = sec.sasl.as_ref();
-            cfg.security = dts_kafka::Security {
-                protocol: Some(sec.protocol.as_str().to_owned()),
-                ca_pem: sec.ca_pem.clone(),
-                cert_pem: sec.cert_pem.clone(),
-                key_pem: sec.key_pem.as_ref().map(|k| k.expose().to_owned()),
-                sasl_mechanism: sasl.map(|s| s.mechanism.as_str().to_owned()),
-                sasl_username: sasl.map(|s| s.username.clone()),
-                sasl_password: sasl.and_then(|s| s.password.as_ref()).map(|p| p.expose().to_owned()),
-            };
+            cfg.security = dts_kafka::Security::from(sec);
         }
         let sink = Arc::new(KafkaSink::connect(cfg)?);
         sinks.insert(stream.sink_key.clone(), Arc::clone(&sink));

@@ -93,6 +93,22 @@ pub struct Security {
     pub sasl_password: Option<String>,
 }
 
+impl From<&dts_core::spec::KafkaSecurity> for Security {
+    /// A task's or an ingest stream's `kafka.security`, secrets included.
+    fn from(sec: &dts_core::spec::KafkaSecurity) -> Self {
+        let sasl = sec.sasl.as_ref();
+        Self {
+            protocol: Some(sec.protocol.as_str().to_owned()),
+            ca_pem: sec.ca_pem.clone(),
+            cert_pem: sec.cert_pem.clone(),
+            key_pem: sec.key_pem.as_ref().map(|k| k.expose().to_owned()),
+            sasl_mechanism: sasl.map(|s| s.mechanism.as_str().to_owned()),
+            sasl_username: sasl.map(|s| s.username.clone()),
+            sasl_password: sasl.and_then(|s| s.password.as_ref()).map(|p| p.expose().to_owned()),
+        }
+    }
+}
+
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Security")

@@ -55,14 +55,7 @@ impl Store {
         let insert =
             "INSERT INTO dts_ingest_streams (protocol, scope, name, spec, kafka_secrets, version, created_at, \
                       updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)";
-        let returning;
-        let sql = if self.backend == crate::Backend::MySql {
-            insert
-        } else {
-            returning = format!("{insert} RETURNING id");
-            returning.as_str()
-        };
-        let sql = self.backend.sql(sql);
+        let sql = self.insert_id_sql(insert);
         let query = sqlx::query(&sql)
             .bind(key.protocol.as_str())
             .bind(key.scope.clone())
@@ -71,20 +64,10 @@ impl Store {
             .bind(sealed)
             .bind(now)
             .bind(now);
-        let id = if self.backend == crate::Backend::MySql {
-            match query.execute(&self.pool).await {
-                Ok(done) => {
-                    done.last_insert_id().ok_or_else(|| StoreError::Query("the server returned no insert id".into()))?
-                }
-                Err(e) if is_unique_violation(&e) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            match query.fetch_one(&self.pool).await {
-                Ok(row) => row.try_get::<i64, _>(0)?,
-                Err(e) if is_unique_violation(&e) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
+        let id = match self.insert_id(query).await {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         self.get_stream(id).await
     }
@@ -203,14 +186,7 @@ impl Store {
         let streams = serde_json::to_string(streams).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let insert = "INSERT INTO dts_ingest_keys (protocol, kind, lookup, sealed_secret, streams, created_at) \
                       VALUES (?, ?, ?, ?, ?, ?)";
-        let returning;
-        let sql = if self.backend == crate::Backend::MySql {
-            insert
-        } else {
-            returning = format!("{insert} RETURNING id");
-            returning.as_str()
-        };
-        let sql = self.backend.sql(sql);
+        let sql = self.insert_id_sql(insert);
         let query = sqlx::query(&sql)
             .bind(protocol.as_str())
             .bind(kind.to_owned())
@@ -218,14 +194,7 @@ impl Store {
             .bind(sealed)
             .bind(streams)
             .bind(now_ms());
-        if self.backend == crate::Backend::MySql {
-            let done = query.execute(&self.pool).await?;
-            let id =
-                done.last_insert_id().ok_or_else(|| StoreError::Query("the server returned no insert id".into()))?;
-            Ok(id)
-        } else {
-            Ok(query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)?)
-        }
+        Ok(self.insert_id(query).await?)
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

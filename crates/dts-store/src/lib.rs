@@ -136,6 +136,30 @@ impl Store {
         Ok(store)
     }
 
+    /// An `INSERT` (with `?` placeholders) that yields the new row's id on
+    /// every backend: `RETURNING id`, except on MySQL (its insert id).
+    pub(crate) fn insert_id_sql(&self, insert: &str) -> String {
+        if self.backend == Backend::MySql {
+            self.backend.sql(insert).into_owned()
+        } else {
+            self.backend.sql(&format!("{insert} RETURNING id")).into_owned()
+        }
+    }
+
+    /// Runs a query built on [`Self::insert_id_sql`]; the new row's id.
+    pub(crate) async fn insert_id<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<i64, sqlx::Error> {
+        use sqlx::Row;
+        if self.backend == Backend::MySql {
+            let done = query.execute(&self.pool).await?;
+            done.last_insert_id().ok_or_else(|| sqlx::Error::Protocol("the server returned no insert id".into()))
+        } else {
+            query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -112,14 +112,7 @@ impl Store {
         let insert = "INSERT INTO dts_tasks (source_addr, dest_addr, spec, source_password, kafka_secrets, incr, \
              desired_state, state, message, pos, version, epoch, worker_id, service_addr, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', '', 1, ?, ?, ?, ?, ?)";
-        let returning;
-        let sql = if self.backend == crate::Backend::MySql {
-            insert
-        } else {
-            returning = format!("{insert} RETURNING id");
-            returning.as_str()
-        };
-        let sql = self.backend.sql(sql);
+        let sql = self.insert_id_sql(insert);
         let query = sqlx::query(&sql)
             .bind(spec.source.addr())
             .bind(spec.dest_addr())
@@ -134,12 +127,7 @@ impl Store {
             .bind(service_addr)
             .bind(now)
             .bind(now);
-        let id = if self.backend == crate::Backend::MySql {
-            let done = query.execute(&self.pool).await?;
-            done.last_insert_id().ok_or_else(|| StoreError::Query("the server returned no insert id".into()))?
-        } else {
-            query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)?
-        };
+        let id = self.insert_id(query).await?;
         self.get_task(id).await?.ok_or_else(|| StoreError::Query(format!("task {id} vanished after insert")))
     }
 

@@ -232,16 +232,7 @@ impl Endpoints for Live {
         sink_cfg.replication_factor = self.cfg.replication_factor;
         sink_cfg.origin = Some(self.cfg.worker_id.clone());
         if let Some(sec) = &task.spec.kafka.security {
-            let sasl = sec.sasl.as_ref();
-            sink_cfg.security = dts_kafka::Security {
-                protocol: Some(sec.protocol.as_str().to_owned()),
-                ca_pem: sec.ca_pem.clone(),
-                cert_pem: sec.cert_pem.clone(),
-                key_pem: sec.key_pem.as_ref().map(|k| k.expose().to_owned()),
-                sasl_mechanism: sasl.map(|s| s.mechanism.as_str().to_owned()),
-                sasl_username: sasl.map(|s| s.username.clone()),
-                sasl_password: sasl.and_then(|s| s.password.as_ref()).map(|p| p.expose().to_owned()),
-            };
+            sink_cfg.security = dts_kafka::Security::from(sec);
         }
         Ok(KafkaSink::connect(sink_cfg)?)
     }

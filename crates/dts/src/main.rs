@@ -282,35 +282,48 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
         let worker =
             tokio::spawn(Worker::cluster(client, beat, worker_config(worker_id.clone(), &settings)).run(stopped));
         tracing::info!(worker = %worker_id, listen = %settings.listen, "worker node serving /healthz");
-        let health = worker_id.clone();
-        let served = actix_web::HttpServer::new(move || {
-            let id = health.clone();
-            actix_web::App::new().route(
-                "/healthz",
-                actix_web::web::get().to(move || {
-                    let id = id.clone();
-                    async move { dts_control::envelope::ok(serde_json::json!({"status": "ok", "worker_id": id})) }
-                }),
-            )
-        })
-        .workers(1)
-        .disable_signals();
-        let served = match listener_tls(&settings)? {
-            Some(tls) => served.bind_rustls_0_23(settings.listen, tls),
-            None => served.bind(settings.listen),
-        }
-        .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
-        .run();
-        let handle = served.handle();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            handle.stop(true).await;
-        });
-        let result = served.await;
+        let health = serde_json::json!({"status": "ok", "worker_id": worker_id});
+        let result = serve_node(&settings, 1, health, |_| {}).await;
         let _ = stop.send(true);
         let _ = worker.await;
-        result.map_err(|e| RunError::Other(e.to_string()))
+        result
     })
+}
+
+/// Serves a node without the operator API (`worker`, `gateway`): `/healthz`
+/// answering `health`, plus what `configure` adds, until SIGINT/SIGTERM.
+async fn serve_node(
+    settings: &Settings,
+    workers: usize,
+    health: serde_json::Value,
+    configure: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+) -> Result<(), RunError> {
+    let served = actix_web::HttpServer::new(move || {
+        let health = health.clone();
+        actix_web::App::new()
+            .route(
+                "/healthz",
+                actix_web::web::get().to(move || {
+                    let health = health.clone();
+                    async move { dts_control::envelope::ok(health) }
+                }),
+            )
+            .configure(configure.clone())
+    })
+    .workers(workers.max(1))
+    .disable_signals();
+    let served = match listener_tls(settings)? {
+        Some(tls) => served.bind_rustls_0_23(settings.listen, tls),
+        None => served.bind(settings.listen),
+    }
+    .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
+    .run();
+    let handle = served.handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        handle.stop(true).await;
+    });
+    served.await.map_err(|e| RunError::Other(e.to_string()))
 }
 
 /// The control-plane URLs and TLS settings, from flags, variables or the file.
@@ -435,37 +448,14 @@ fn run_gateway(config: Option<PathBuf>, args: GatewayArgs) -> Result<(), RunErro
         };
         tracing::info!(gateway = %gateway_id, listen = %settings.listen, "gateway serving ingest");
         let data = actix_web::web::Data::from(Arc::clone(&registry));
-        let id = gateway_id.clone();
-        let served = actix_web::HttpServer::new(move || {
-            let id = id.clone();
-            actix_web::App::new()
-                .app_data(data.clone())
-                .route(
-                    "/healthz",
-                    actix_web::web::get().to(move || {
-                        let id = id.clone();
-                        async move { dts_control::envelope::ok(serde_json::json!({"status": "ok", "gateway_id": id})) }
-                    }),
-                )
-                .configure(dts_ingest::routes)
+        let health = serde_json::json!({"status": "ok", "gateway_id": gateway_id});
+        let result = serve_node(&settings, settings.http_workers, health, move |cfg| {
+            cfg.app_data(data.clone()).configure(dts_ingest::routes);
         })
-        .workers(settings.http_workers)
-        .disable_signals();
-        let served = match listener_tls(&settings)? {
-            Some(tls) => served.bind_rustls_0_23(settings.listen, tls),
-            None => served.bind(settings.listen),
-        }
-        .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
-        .run();
-        let handle = served.handle();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            handle.stop(true).await;
-        });
-        let result = served.await;
+        .await;
         let _ = stop.send(true);
         let _ = follower.await;
-        result.map_err(|e| RunError::Other(e.to_string()))
+        result
     })
 }
 
