@@ -238,3 +238,47 @@ async fn gzip_bodies_are_decompressed_within_the_limit() {
     assert_eq!(got.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["zipped"]);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_lose_and_duplicate_nothing() {
+    let Some(kafka) = kafka_addr() else { return };
+    let Some(api) = TestApi::start(Backend::Sqlite).await else { return };
+    let topic = unique_topic("inlong_many");
+    create(
+        &api,
+        json!({"protocol": "inlong", "group_id": "g", "stream_id": "many", "kafka": {"addr": kafka, "topic": topic}}),
+    )
+    .await;
+    let (clients, reports, per_report) = (16, 20, 10);
+    let api = std::sync::Arc::new(api);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let api = std::sync::Arc::clone(&api);
+        tasks.push(tokio::spawn(async move {
+            for r in 0..reports {
+                let lines: Vec<String> = (0..per_report).map(|i| format!("{c}-{r}-{i}")).collect();
+                let body = format!("groupId=g&streamId=many&cnt={per_report}&body={}", lines.join("%0A"));
+                let answer = report(&api, FORM, &body).await;
+                assert_eq!(code(&answer), 0, "{answer}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let want = clients * reports * per_report;
+    let got = read(&kafka, &topic, want).await;
+    let distinct: std::collections::BTreeSet<&str> = got.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!((got.len(), distinct.len()), (want, want), "every acknowledged record exactly once");
+    // Each report's records are in order on one partition.
+    for c in 0..clients {
+        for r in 0..reports {
+            let prefix = format!("{c}-{r}-");
+            let batch: Vec<&Consumed> = got.iter().filter(|m| m.text.starts_with(&prefix)).collect();
+            assert!(batch.windows(2).all(|w| w[0].partition == w[1].partition), "one partition per report");
+            let order: Vec<String> = batch.iter().map(|m| m.text.clone()).collect();
+            let sent: Vec<String> = (0..per_report).map(|i| format!("{prefix}{i}")).collect();
+            assert_eq!(order, sent, "in the order sent");
+        }
+    }
+}
