@@ -143,4 +143,60 @@ fn a_gateway_serves_the_control_planes_streams_and_keys() {
 
     // The gateway serves ingest only: no operator API, no cluster API.
     assert_eq!(call("GET", &format!("{gw}/v1/task/list"), &[("Authorization", AUTH)], None).0, 404);
+
+    // With --tls-cert/--tls-key a gateway speaks HTTPS only, like the other nodes.
+    let pki = dir.path().join("pki");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/certs.sh");
+    assert!(Command::new(script).arg(&pki).status().unwrap().success());
+    let tls_port = free_port();
+    let _gw_tls = spawn(
+        &[
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{tls_port}"),
+            "--control",
+            &cp,
+            "--worker-id",
+            "gw2",
+            "--data-dir",
+            dir.path().join("gw2").to_str().unwrap(),
+            "--tls-cert",
+            pki.join("server.pem").to_str().unwrap(),
+            "--tls-key",
+            pki.join("server.key").to_str().unwrap(),
+        ],
+        &[("DTS_CLUSTER_TOKEN", TOKEN)],
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.pem")).unwrap()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let https = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{tls_port}/dataproxy/message");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = https
+                .post(&url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("groupId=g&streamId=s&body=over-https")
+                .send()
+                .await;
+            if let Ok(r) = sent {
+                let v: Value = r.json().await.unwrap();
+                if v["code"] == 0 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the TLS gateway did not serve the stream");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{tls_port}/healthz")).send().await;
+        assert!(plain.is_err(), "plain HTTP is refused");
+    });
+    let got = read_until(&kafka, &[&topic], |m| m.iter().any(|m| m.text == "over-https"));
+    assert!(got.iter().any(|m| m.text == "over-https" && m.worker.as_deref() == Some("gw2")));
 }
