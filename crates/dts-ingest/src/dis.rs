@@ -346,70 +346,57 @@ fn project_stream(registry: &Registry, req: &HttpRequest) -> Option<Arc<LiveStre
     registry.get(&StreamKey { protocol: Protocol::Dis, scope: project, name })
 }
 
-/// Streams are set up by dts operators (they choose the Kafka topic); the
-/// SDK workflows that create, describe, list or delete streams around
-/// SendRecords are answered from what exists.
-async fn managed(
-    registry: &Registry,
-    req: &HttpRequest,
-    body: &[u8],
-    f: impl FnOnce(Arc<Credential>) -> Result<HttpResponse, DisError>,
-) -> HttpResponse {
-    match authenticate(registry, req, body).and_then(f) {
-        Ok(r) => r,
-        Err(e) => e.response(),
+/// A stream of the path's project this key may use.
+fn usable_stream(registry: &Registry, req: &HttpRequest, credential: &Credential) -> Result<Arc<LiveStream>, DisError> {
+    let stream =
+        project_stream(registry, req).ok_or_else(|| DisError::new(400, "DIS.4301", "The stream does not exist."))?;
+    if !credential.may_write(&stream) {
+        return Err(DisError::new(403, "DIS.4116", "Invalid RBAC. this key may not use this stream"));
     }
+    Ok(stream)
 }
+
+fn json_answer(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status).content_type("application/json;charset=UTF-8").body(body.to_string())
+}
+
+// Streams are set up by dts operators (they choose the Kafka topic); the
+// SDK workflows that create, describe, list or delete streams around
+// SendRecords are answered from what exists.
 
 /// `GET /v2/{project_id}/streams`: the project's streams this key may write.
 pub async fn list_streams(registry: web::Data<Registry>, req: HttpRequest) -> HttpResponse {
-    let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
-    let mut found = Vec::new();
-    let listed = managed(&registry, &req, b"", |credential| {
-        found = credential
-            .streams
-            .iter()
-            .filter_map(|id| registry.get_by_id(*id))
-            .filter(|s| s.key.protocol == Protocol::Dis && s.key.scope == project)
-            .collect();
-        Ok(HttpResponse::Ok().finish())
-    })
-    .await;
-    if !listed.status().is_success() {
-        return listed;
+    let credential = match authenticate(&registry, &req, b"") {
+        Ok(c) => c,
+        Err(e) => return e.response(),
+    };
+    let project = req.match_info().get("project_id").unwrap_or_default();
+    let streams: Vec<Arc<LiveStream>> = credential
+        .streams
+        .iter()
+        .filter_map(|id| registry.get_by_id(*id))
+        .filter(|s| s.key.protocol == Protocol::Dis && s.key.scope == project)
+        .collect();
+    let mut infos = Vec::with_capacity(streams.len());
+    for s in &streams {
+        infos.push(stream_info(s, registry.partitions(s).await.unwrap_or(0)));
     }
-    let mut infos = Vec::new();
-    for s in &found {
-        let partitions = registry.partitions(s).await.unwrap_or(0);
-        infos.push(stream_info(s, partitions));
-    }
-    let names: Vec<&str> = found.iter().map(|s| s.key.name.as_str()).collect();
-    HttpResponse::Ok().content_type("application/json;charset=UTF-8").body(
-        serde_json::json!({
-            "total_number": names.len(), "stream_names": names, "has_more_streams": false, "stream_info_list": infos,
-        })
-        .to_string(),
-    )
+    let names: Vec<&str> = streams.iter().map(|s| s.key.name.as_str()).collect();
+    let body = serde_json::json!({
+        "total_number": names.len(), "stream_names": names, "has_more_streams": false, "stream_info_list": infos,
+    });
+    json_answer(StatusCode::OK, &body)
 }
 
 /// `GET /v2/{project_id}/streams/{stream_name}`: its partitions are the topic's.
 pub async fn show_stream(registry: web::Data<Registry>, req: HttpRequest) -> HttpResponse {
-    let mut target = None;
-    let checked = managed(&registry, &req, b"", |credential| {
-        let s = project_stream(&registry, &req)
-            .ok_or_else(|| DisError::new(400, "DIS.4301", "The stream does not exist."))?;
-        if !credential.may_write(&s) {
-            return Err(DisError::new(403, "DIS.4116", "Invalid RBAC. this key may not use this stream"));
-        }
-        target = Some(s);
-        Ok(HttpResponse::Ok().finish())
-    })
-    .await;
-    let Some(stream) = target else { return checked };
+    let found = authenticate(&registry, &req, b"").and_then(|c| usable_stream(&registry, &req, &c));
+    let stream = match found {
+        Ok(s) => s,
+        Err(e) => return e.response(),
+    };
     match registry.partitions(&stream).await {
-        Ok(n) => {
-            HttpResponse::Ok().content_type("application/json;charset=UTF-8").body(stream_info(&stream, n).to_string())
-        }
+        Ok(n) => json_answer(StatusCode::OK, &stream_info(&stream, n)),
         Err(e) => unavailable(&stream, &e),
     }
 }
@@ -418,16 +405,14 @@ pub async fn show_stream(registry: web::Data<Registry>, req: HttpRequest) -> Htt
 /// this key may write (scripts that create before they send work
 /// unchanged); other names are refused, since operators create streams.
 pub async fn create_stream(registry: web::Data<Registry>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
-    managed(&registry, &req, &body, |credential| {
+    let created = authenticate(&registry, &req, &body).and_then(|credential| {
         let name = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["stream_name"].as_str().map(str::to_owned))
             .ok_or_else(|| DisError::invalid("stream_name is required"))?;
+        let project = req.match_info().get("project_id").unwrap_or_default().to_owned();
         match registry.get(&StreamKey { protocol: Protocol::Dis, scope: project, name }) {
-            Some(s) if credential.may_write(&s) => {
-                Ok(HttpResponse::Created().content_type("application/json").body("{}"))
-            }
+            Some(s) if credential.may_write(&s) => Ok(json_answer(StatusCode::CREATED, &serde_json::json!({}))),
             Some(_) => Err(DisError::new(403, "DIS.4116", "Invalid RBAC. this key may not use this stream")),
             None => Err(DisError::new(
                 403,
@@ -435,21 +420,21 @@ pub async fn create_stream(registry: web::Data<Registry>, req: HttpRequest, body
                 "Invalid RBAC. streams are created by dts operators (POST /v1/ingest/streams, naming the Kafka topic)",
             )),
         }
-    })
-    .await
+    });
+    created.unwrap_or_else(|e| e.response())
 }
 
 /// `DELETE /v2/{project_id}/streams/{stream_name}`: refused; operators remove streams.
 pub async fn delete_stream(registry: web::Data<Registry>, req: HttpRequest) -> HttpResponse {
-    managed(&registry, &req, b"", |_| {
-        project_stream(&registry, &req).ok_or_else(|| DisError::new(400, "DIS.4301", "The stream does not exist."))?;
-        Err(DisError::new(
+    let refusal = match authenticate(&registry, &req, b"").and_then(|c| usable_stream(&registry, &req, &c)) {
+        Err(e) => e,
+        Ok(_) => DisError::new(
             403,
             "DIS.4116",
             "Invalid RBAC. streams are removed by dts operators (DELETE /v1/ingest/streams/:id)",
-        ))
-    })
-    .await
+        ),
+    };
+    refusal.response()
 }
 
 #[cfg(test)]
