@@ -247,31 +247,13 @@ fn worker_config(worker_id: String, settings: &Settings) -> WorkerConfig {
 /// `dts worker`: heartbeats the control planes and runs what they assign.
 fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError> {
     let file = load_file(config.as_deref())?;
-    let worker_id = args.worker_id.or(file.worker_id.clone());
     let capacity = args.capacity.or(file.capacity).unwrap_or(16);
-    let (control, control_tls) = control_settings(args.control, &file)?;
-    let settings = Settings::resolve(args.serve, file, None)?;
-    if control.is_empty() {
-        return Err(RunError::Other("`dts worker` needs its control planes: set DTS_CONTROL_URLS or --control".into()));
-    }
     if capacity < 1 {
         return Err(RunError::Other("capacity must be at least 1".into()));
     }
-    let token = settings
-        .cluster_token
-        .clone()
-        .ok_or_else(|| RunError::Other("`dts worker` needs the cluster token: set DTS_CLUSTER_TOKEN".into()))?;
-    let worker_id = match worker_id {
-        Some(id) => id,
-        None => stable_worker_id(&settings.data_dir)?,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
+    let Member { settings, id: worker_id, client, runtime } =
+        join_cluster("worker", file, args.serve, args.control, args.worker_id)?;
     runtime.block_on(async move {
-        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5), &control_tls)
-            .map_err(RunError::Other)?;
         let beat = Heartbeat {
             worker_id: worker_id.clone(),
             addr: settings.advertise.clone(),
@@ -324,6 +306,51 @@ async fn serve_node(
         handle.stop(true).await;
     });
     served.await.map_err(|e| RunError::Other(e.to_string()))
+}
+
+/// A node that works through the control planes (`worker`, `gateway`).
+struct Member {
+    settings: Settings,
+    /// Its stable id: `--worker-id`, or generated once into the data directory.
+    id: String,
+    client: ControlClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// What a `worker` or `gateway` (`command`) needs before it starts: its
+/// settings, its id, a client of the control planes, and a runtime.
+fn join_cluster(
+    command: &str,
+    file: FileConfig,
+    serve: ServeArgs,
+    control: ControlArgs,
+    id: Option<String>,
+) -> Result<Member, RunError> {
+    let id = id.or(file.worker_id.clone());
+    let (control, control_tls) = control_settings(control, &file)?;
+    let settings = Settings::resolve(serve, file, None)?;
+    if control.is_empty() {
+        return Err(RunError::Other(format!(
+            "`dts {command}` needs its control planes: set DTS_CONTROL_URLS or --control"
+        )));
+    }
+    let token = settings
+        .cluster_token
+        .clone()
+        .ok_or_else(|| RunError::Other(format!("`dts {command}` needs the cluster token: set DTS_CLUSTER_TOKEN")))?;
+    let id = match id {
+        Some(id) => id,
+        None => stable_worker_id(&settings.data_dir)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
+    let client = {
+        let _inside = runtime.enter();
+        ControlClient::new(control, token, std::time::Duration::from_secs(5), &control_tls).map_err(RunError::Other)?
+    };
+    Ok(Member { settings, id, client, runtime })
 }
 
 /// The control-plane URLs and TLS settings, from flags, variables or the file.
@@ -401,29 +428,9 @@ impl dts_ingest::registry::ConfigSource for ControlSource {
 /// re-read every second; no store, no tasks.
 fn run_gateway(config: Option<PathBuf>, args: GatewayArgs) -> Result<(), RunError> {
     let file = load_file(config.as_deref())?;
-    let gateway_id = args.worker_id.or(file.worker_id.clone());
-    let (control, control_tls) = control_settings(args.control, &file)?;
-    let settings = Settings::resolve(args.serve, file, None)?;
-    if control.is_empty() {
-        return Err(RunError::Other(
-            "`dts gateway` needs its control planes: set DTS_CONTROL_URLS or --control".into(),
-        ));
-    }
-    let token = settings
-        .cluster_token
-        .clone()
-        .ok_or_else(|| RunError::Other("`dts gateway` needs the cluster token: set DTS_CLUSTER_TOKEN".into()))?;
-    let gateway_id = match gateway_id {
-        Some(id) => id,
-        None => stable_worker_id(&settings.data_dir)?,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Other(format!("cannot start the runtime: {e}")))?;
+    let Member { settings, id: gateway_id, client, runtime } =
+        join_cluster("gateway", file, args.serve, args.control, args.worker_id)?;
     runtime.block_on(async move {
-        let client = ControlClient::new(control, token, std::time::Duration::from_secs(5), &control_tls)
-            .map_err(RunError::Other)?;
         let source = ControlSource { client, gateway_id: gateway_id.clone() };
         let registry = Arc::new(dts_ingest::Registry::with_source(
             Box::new(source),
