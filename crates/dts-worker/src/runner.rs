@@ -203,6 +203,11 @@ impl<S: Sink> Stages<S> {
         let partitions = self.sink.partitions(&route.topic).await?;
         let payload = self.shaper.encode(change, now_ms());
         self.limiter.acquire(1).await;
+        // Again right before the hand-off: the awaits above (topic lookup,
+        // rate limit) may have spanned a freeze past the lease.
+        if self.lease.expired() {
+            return Err(RunError::Fenced);
+        }
         let ack = self.sink.send(&route.topic, route.partition(partitions), &route.key, &payload).await?;
         inflight.send(InFlight::Message(ack)).await.map_err(|_| RunError::Transient("the ack tracker stopped".into()))
     }
