@@ -289,20 +289,7 @@ fn parse_source(text: &str) -> Result<IpNet, String> {
 
 /// Parses a `{"stream": ...}` body; shape errors name the field.
 pub fn parse_stream_body(body: &[u8]) -> Result<StreamSpec, SpecError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, StreamRequest>(de) {
-        Ok(req) => Ok(req.stream),
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let code = match inner.classify() {
-                serde_json::error::Category::Data => ErrorCode::InvalidField,
-                _ => ErrorCode::MalformedJson,
-            };
-            let field = if path == "." { "body".to_owned() } else { path };
-            Err(SpecError::new(code, field, inner.to_string()))
-        }
-    }
+    crate::spec::parse_json::<StreamRequest>(body).map(|req| req.stream)
 }
 
 #[cfg(test)]

@@ -461,26 +461,28 @@ impl SpecError {
 /// Parses a submit/alter body. Syntax errors and shape errors (unknown,
 /// missing or mistyped fields) get distinct codes and name the field.
 pub fn parse_submit_body(body: &[u8]) -> Result<TaskSpec, SpecError> {
+    parse_json::<SubmitRequest>(body).map(|req| req.task)
+}
+
+/// Parses a JSON request body; a syntax error and a shape error (unknown,
+/// missing or mistyped field) get distinct codes, and the field is named.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SpecError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let parsed: Result<SubmitRequest, _> = serde_path_to_error::deserialize(de);
-    match parsed {
-        Ok(req) => Ok(req.task),
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let code = match inner.classify() {
-                serde_json::error::Category::Data => ErrorCode::InvalidField,
-                _ => ErrorCode::MalformedJson,
-            };
-            let field = if path == "." { "body".to_owned() } else { path };
-            let message = if code == ErrorCode::MalformedJson {
-                format!("the body is not valid JSON: {inner}")
-            } else {
-                inner.to_string()
-            };
-            Err(SpecError::new(code, field, message))
-        }
-    }
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let code = match inner.classify() {
+            serde_json::error::Category::Data => ErrorCode::InvalidField,
+            _ => ErrorCode::MalformedJson,
+        };
+        let field = if path == "." { "body".to_owned() } else { path };
+        let message = if code == ErrorCode::MalformedJson {
+            format!("the body is not valid JSON: {inner}")
+        } else {
+            inner.to_string()
+        };
+        SpecError::new(code, field, message)
+    })
 }
 
 impl TaskSpec {
