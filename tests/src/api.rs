@@ -116,6 +116,7 @@ impl TestApi {
             limits,
             cluster,
             ingest,
+            metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
         };
         let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
             .workers(2)

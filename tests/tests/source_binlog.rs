@@ -43,6 +43,8 @@ async fn collect(
     while !done(&items) {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
+            // Heartbeat hints come whenever the server is quiet for a second.
+            Ok(Some(SourceItem::Idle { .. })) => {}
             Ok(Some(item)) => items.push(item),
             Ok(None) => panic!("the source stopped with {:?}; got {items:#?}", reader.await),
             Err(_) => panic!("timed out; got {items:#?}"),
@@ -69,6 +71,36 @@ fn commits(items: &[SourceItem]) -> Vec<&Checkpoint> {
             _ => None,
         })
         .collect()
+}
+
+/// A caught-up reader says so on the source's heartbeats, which is what
+/// keeps an idle task's lag at zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_source_yields_idle_hints() {
+    let Some(src) = SourceDb::create().await else { return };
+    let cfg = src.source_config(random_server_id());
+    let mut conn = cfg.connect().await.unwrap();
+    let info = server_info(&mut conn).await.unwrap();
+    let start = current_position(&mut conn, &info).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let select = Arc::new(Db(src.db.clone()));
+    let before = dts_core::now_ms();
+    let reader: Reader = tokio::spawn(async move { stream(&cfg, &info, &start, select, tx).await });
+    // Other tests write to the same server; a one-second pause comes soon enough.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(SourceItem::Idle { at_ms })) => {
+                assert!(at_ms >= before, "{at_ms} < {before}");
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the source stopped with {:?}", reader.await),
+            Err(_) => panic!("no idle hint in 120 s"),
+        }
+    }
+    drop(rx);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +139,7 @@ async fn streams_rows_ddl_and_commits_then_resumes_from_a_checkpoint() {
             SourceItem::Change(Change::Row(r)) => format!("{:?}", r.op),
             SourceItem::Change(Change::Ddl(d)) => format!("ddl {}", d.statement),
             SourceItem::Commit { checkpoint, .. } => format!("commit {}", checkpoint.display()),
+            SourceItem::Idle { .. } => "idle".into(),
         })
         .collect();
     assert_eq!(
@@ -249,6 +282,7 @@ async fn ddl_with_rows_checkpoints_only_at_its_end() {
             SourceItem::Change(Change::Row(_)) => "row",
             SourceItem::Change(Change::Ddl(_)) => "ddl",
             SourceItem::Commit { .. } => "commit",
+            SourceItem::Idle { .. } => "idle",
         })
         .collect();
     assert_eq!(kinds, ["ddl", "row", "row", "commit", "commit", "row"], "{items:#?}");

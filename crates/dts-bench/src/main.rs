@@ -332,7 +332,7 @@ async fn reader_ceiling(bench: &Bench, rows: u64) -> Result {
     while seen < rows {
         match rx.recv().await {
             Some(SourceItem::Change(_)) => seen += 1,
-            Some(SourceItem::Commit { .. }) => {}
+            Some(SourceItem::Commit { .. } | SourceItem::Idle { .. }) => {}
             None => break,
         }
     }
@@ -400,6 +400,7 @@ async fn api(bench: &Bench) -> Vec<Result> {
         limits: dts_control::Limits::default(),
         cluster: None,
         ingest: Arc::new(dts_ingest::Registry::new(bench.store.clone(), dts_ingest::IngestSettings::default())),
+        metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
     };
     let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
         .workers(2)

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod envelope;
 pub mod handlers;
 pub mod internal;
+pub mod metrics;
 pub mod scheduler;
 pub mod streams;
 pub mod tls;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub cluster: Option<internal::ClusterSettings>,
     /// The ingest streams this node serves.
     pub ingest: Arc<dts_ingest::Registry>,
+    /// This node's figures, served at `/metrics`.
+    pub metrics: Arc<dts_metrics::Metrics>,
 }
 
 /// The URL table, for `App::configure`.
@@ -103,6 +106,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     use handlers::*;
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(metrics::readyz)))
+        .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/v1/dispatch/submit").route(web::post().to(submit)))
         .service(resource("/v1/dispatch/alter/{id}").route(web::put().to(alter)))
         .service(resource("/v1/dispatch/stop/{id}").route(web::post().to(stop)))
@@ -156,6 +161,7 @@ pub fn app(
         .app_data(web::Data::new(state))
         .configure(routes)
         .wrap(from_fn(authenticate))
+        .wrap(from_fn(metrics::observe))
         .wrap(from_fn(request_id_and_access_log))
 }
 
@@ -187,7 +193,7 @@ async fn request_id_and_access_log(
     Ok(res)
 }
 
-/// Every endpoint but `/healthz` needs credentials, unknown paths and wrong
+/// Every endpoint but `/healthz` and `/readyz` needs credentials, unknown paths and wrong
 /// methods included, so nothing can be enumerated without them: Basic
 /// credentials whose role allows the request, or for `/internal/` the
 /// cluster's (checked again, with the body, in the handlers).
@@ -196,7 +202,7 @@ async fn authenticate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // Ingest protocols authenticate in their own way (or, like InLong, not at all).
-    if req.path() == "/healthz" || dts_ingest::is_protocol_path(req.path()) {
+    if matches!(req.path(), "/healthz" | "/readyz") || dts_ingest::is_protocol_path(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {

@@ -109,6 +109,8 @@ pub struct IngestSettings {
     pub wait: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Where per-stream records, bytes, errors and latency are counted.
+    pub metrics: Option<dts_metrics::ingest::IngestMetrics>,
 }
 
 impl Default for IngestSettings {
@@ -120,6 +122,7 @@ impl Default for IngestSettings {
             max_inflight_bytes: 256 * 1024 * 1024,
             wait: Duration::from_secs(30),
             max_body_bytes: 8 * 1024 * 1024,
+            metrics: None,
         }
     }
 }
@@ -230,6 +233,8 @@ pub struct Registry {
     inflight: tokio::sync::Semaphore,
     /// Signed requests already accepted (AK/SK signatures are single-use).
     pub replays: crate::signing::Replays,
+    /// When the configuration was last read (Unix ms; 0: never).
+    loaded_at_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -276,6 +281,7 @@ impl Registry {
             sinks: tokio::sync::Mutex::new(HashMap::new()),
             inflight: tokio::sync::Semaphore::new(permits),
             replays: crate::signing::Replays::default(),
+            loaded_at_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -343,7 +349,14 @@ impl Registry {
         if let Ok(mut inner) = self.inner.write() {
             *inner = next;
         }
+        self.loaded_at_ms.store(dts_store::now_ms(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// True when the configuration was read in the last ten seconds (it is
+    /// re-read every second): what a gateway's `/readyz` answers.
+    pub fn loaded(&self) -> bool {
+        dts_store::now_ms() - self.loaded_at_ms.load(Ordering::Relaxed) < 10_000
     }
 
     /// Keeps the streams current until `shutdown` completes.
@@ -417,6 +430,7 @@ impl Registry {
             .await
             .map_err(|_| DeliverError::Busy)?
             .map_err(|_| DeliverError::Busy)?;
+        let started = std::time::Instant::now();
         let sink = self.sink(stream).await.map_err(DeliverError::Unavailable)?;
         let topic = &stream.spec.kafka.topic;
         let sent = async {
@@ -446,6 +460,9 @@ impl Registry {
         stream.counters.records.fetch_add(ok, Ordering::Relaxed);
         stream.counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         stream.counters.errors.fetch_add(failed, Ordering::Relaxed);
+        if let Some(m) = &self.settings.metrics {
+            m.observe(stream.id, stream.key.protocol.as_str(), ok, failed, bytes as u64, started.elapsed());
+        }
         Ok(results)
     }
 }

@@ -26,6 +26,7 @@ impl RowLimiter {
         Self { bucket: Some(RateLimiter::direct(quota)), burst: burst.get() }
     }
 
+    /// False when the task has no rate limit (acquire never waits).
     pub fn is_limited(&self) -> bool {
         self.bucket.is_some()
     }

@@ -32,6 +32,8 @@ const MARIADB_GTID: u8 = 162;
 const MARIADB_GTID_LIST: u8 = 163;
 /// MariaDB GTID event flag: the group is one statement (DDL), not a transaction.
 const MARIADB_FL_STANDALONE: u8 = 1;
+/// Sent by the source after `@master_heartbeat_period` without events.
+const HEARTBEAT_LOG_EVENT: u8 = 27;
 
 /// What the source sends down the pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,11 @@ pub enum SourceItem {
     Commit {
         checkpoint: Checkpoint,
         ts_ms: i64,
+    },
+    /// The source had nothing more to send at `at_ms` (a binlog heartbeat):
+    /// once everything before is delivered, the task is caught up as of then.
+    Idle {
+        at_ms: i64,
     },
 }
 
@@ -145,6 +152,11 @@ pub async fn stream(
                 continue;
             }
             MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST => continue,
+            HEARTBEAT_LOG_EVENT => {
+                // Only a hint for lag: a full queue means the stream is not idle.
+                let _ = tx.try_send(SourceItem::Idle { at_ms: unix_ms() });
+                continue;
+            }
             _ => {}
         }
         let data = event.read_data().map_err(|e| SourceError::Definite(format!("unreadable binlog event: {e}")))?;
@@ -484,6 +496,10 @@ impl Tracker {
             schemas: schemas.clone(),
         }
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use dts_core::wire::Heartbeat;
 use dts_core::{DesiredState, TaskState};
+use dts_metrics::{Metrics, NodeKind};
 use dts_store::Store;
 use tokio::sync::watch;
 
@@ -68,6 +69,8 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// How long a stopping task waits for its last acknowledgements.
     pub drain_timeout: Duration,
+    /// Where runners and the supervisor keep their figures.
+    pub metrics: Arc<Metrics>,
 }
 
 impl WorkerConfig {
@@ -87,6 +90,7 @@ impl WorkerConfig {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            metrics: Metrics::new(NodeKind::Worker),
         }
     }
 }
@@ -224,10 +228,21 @@ impl Worker {
         // Reap first, so a task restarted below reads the final checkpoint
         // its previous runner wrote.
         self.running.retain(|_, h| !h.is_finished());
+        let clustered = matches!(self.source, Assignments::Control { .. });
+        let node = self.cfg.metrics.node.clone();
         let (assigned, until) = match self.fetch().await {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                if clustered {
+                    node.heartbeat_ok();
+                }
+                answer
+            }
             Err(e) => {
+                if clustered {
+                    node.heartbeat_failed();
+                }
                 if self.lease.expired() && !self.running.is_empty() {
+                    node.leases_lost(self.running.len());
                     // Cut off from the control plane past the lease: another
                     // worker may get these tasks, so none may run here.
                     tracing::error!(error = %e, tasks = self.running.len(), "lease lost; stopping every task");
@@ -244,7 +259,17 @@ impl Worker {
             if !assigned.iter().any(|t| t.id == handle_id) {
                 if let Some(h) = self.running.get(&handle_id) {
                     h.stop(StopReason::Lost);
+                    if clustered {
+                        node.leases_lost(1);
+                    }
                 }
+            }
+        }
+        // Figures of tasks that left this node go with them.
+        let tasks = &self.cfg.metrics.tasks;
+        for (id, _) in tasks.all() {
+            if !self.running.contains_key(&id) && !assigned.iter().any(|t| t.id == id) {
+                tasks.remove(id);
             }
         }
         if let Some(until) = until {
@@ -260,6 +285,7 @@ impl Worker {
                 Some(h) => {
                     if let Some(until) = until {
                         h.lease.renew(until);
+                        node.leases_renewed(1);
                     }
                 }
                 None if should_run => {

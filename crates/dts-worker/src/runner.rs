@@ -5,8 +5,9 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use dts_core::event::Change;
+use dts_core::event::{Change, Op};
 use dts_core::TaskState;
+use dts_metrics::{OpKind, TaskStats};
 use dts_pipeline::filter::TaskFilter;
 use dts_pipeline::limit::RowLimiter;
 use dts_pipeline::route::Router;
@@ -19,11 +20,12 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::acks::{track, Delivered, InFlight};
 use crate::error::RunError;
 use crate::port::{Port, TaskAssignment};
-use crate::seams::{Endpoints, Live, Opened, Reporter, Sink};
+use crate::seams::{Endpoints, Live, Metered, Opened, Reporter, Sink};
 use crate::{LeaseClock, WorkerConfig};
 
 /// Why a runner is asked to end.
@@ -87,13 +89,16 @@ pub fn spawn_with<E: Endpoints, R: Reporter>(
 ) -> TaskHandle {
     let (stop, stop_rx) = watch::channel(StopReason::Running);
     let (version, epoch) = (task.version, task.epoch);
-    let join = tokio::spawn(run_task(endpoints, port, task, cfg, lease.clone(), stop_rx));
+    let port = Metered::new(port, cfg.metrics.tasks.task(task.id));
+    // Every line a run logs, its reader's included, carries the task id.
+    let span = tracing::info_span!("task", task_id = task.id);
+    let join = tokio::spawn(run_task(endpoints, port, task, cfg, lease.clone(), stop_rx).instrument(span));
     TaskHandle { version, epoch, lease, stop, join }
 }
 
 async fn run_task<E: Endpoints, R: Reporter>(
     endpoints: Arc<E>,
-    port: R,
+    port: Metered<R>,
     task: TaskAssignment,
     cfg: Arc<WorkerConfig>,
     lease: LeaseClock,
@@ -152,6 +157,7 @@ async fn run_task<E: Endpoints, R: Reporter>(
                     backoff = cfg.retry_min;
                 }
                 tracing::warn!(task = id, %message, retry_in = ?backoff, "task interrupted; retrying from its checkpoint");
+                port.stats().retry();
                 let note = format!("retrying after: {message}");
                 if let Ok(false) = port.record_state(id, task.epoch, TaskState::Running, &note).await {
                     return finish(&port, &task, StopReason::Lost).await;
@@ -181,6 +187,7 @@ async fn finish<R: Reporter>(port: &R, task: &TaskAssignment, reason: StopReason
 
 /// The stages between source and sink, built from the task's spec.
 struct Stages<S> {
+    stats: Arc<TaskStats>,
     lease: LeaseClock,
     filter: TaskFilter,
     shaper: Shaper,
@@ -194,22 +201,48 @@ impl<S: Sink> Stages<S> {
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
+        let op = op_kind(change);
+        self.stats.read(op);
         if let Change::Row(row) = change {
             if !self.filter.passes(row) {
+                self.stats.filtered(op);
                 return Ok(());
             }
         }
         let route = self.router.route(change);
         let partitions = self.sink.partitions(&route.topic).await?;
         let payload = self.shaper.encode(change, now_ms());
-        self.limiter.acquire(1).await;
+        if self.limiter.is_limited() {
+            let waiting = Instant::now();
+            self.limiter.acquire(1).await;
+            self.stats.throttled(waiting.elapsed());
+        }
         // Again right before the hand-off: the awaits above (topic lookup,
         // rate limit) may have spanned a freeze past the lease.
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
-        let ack = self.sink.send(&route.topic, route.partition(partitions), &route.key, &payload).await?;
+        let ack = match self.sink.send(&route.topic, route.partition(partitions), &route.key, &payload).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                self.stats.produce_error();
+                return Err(e.into());
+            }
+        };
+        self.stats.produced(op, payload.len());
         inflight.send(InFlight::Message(ack)).await.map_err(|_| RunError::Transient("the ack tracker stopped".into()))
+    }
+}
+
+fn op_kind(change: &Change) -> OpKind {
+    match change {
+        Change::Row(row) => match row.op {
+            Op::Insert => OpKind::Insert,
+            Op::Update => OpKind::Update,
+            Op::Delete => OpKind::Delete,
+            Op::Read => OpKind::Read,
+        },
+        Change::Ddl(_) => OpKind::Ddl,
     }
 }
 
@@ -236,7 +269,7 @@ fn progress(state: TaskState, cp: &Checkpoint, ts_ms: Option<i64>) -> Result<Pro
 /// One connected run, until stopped (`Ok`) or an error.
 async fn run_once<E: Endpoints, R: Reporter>(
     endpoints: &E,
-    port: &R,
+    port: &Metered<R>,
     task: &TaskAssignment,
     cfg: &WorkerConfig,
     lease: &LeaseClock,
@@ -245,7 +278,9 @@ async fn run_once<E: Endpoints, R: Reporter>(
 ) -> Result<(), RunError> {
     let spec = &task.spec;
     let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
+    let stats = port.stats().clone();
     let stages = Stages {
+        stats: stats.clone(),
         lease: lease.clone(),
         shaper: Shaper::new(&spec.kafka),
         router: Router::new(&spec.kafka),
@@ -264,7 +299,7 @@ async fn run_once<E: Endpoints, R: Reporter>(
 
     let (inflight_tx, inflight_rx) = mpsc::channel(cfg.max_in_flight);
     let (delivered_tx, delivered_rx) = watch::channel(None::<Delivered>);
-    let mut acker = tokio::spawn(track(inflight_rx, delivered_tx));
+    let mut acker = tokio::spawn(track(inflight_rx, delivered_tx, stats.clone()));
     let mut tick = tokio::time::interval(cfg.checkpoint_interval);
     let mut written: Option<Delivered> = None;
     let mut last_write = Instant::now();
@@ -274,6 +309,7 @@ async fn run_once<E: Endpoints, R: Reporter>(
             biased;
             _ = stop.changed() => break Ok(()),
             _ = tick.tick() => {
+                stats.buffers(cfg.max_in_flight - inflight_tx.capacity(), rx.len(), cfg.channel_capacity);
                 let current = delivered_rx.borrow().clone();
                 if current != written || last_write.elapsed() >= cfg.heartbeat_interval {
                     if let Some(d) = &current {
@@ -304,7 +340,13 @@ async fn run_once<E: Endpoints, R: Reporter>(
                     }
                 }
                 Some(SourceItem::Commit { checkpoint, ts_ms }) => {
+                    stats.commit_read();
                     if inflight_tx.send(InFlight::Commit { checkpoint, ts_ms }).await.is_err() {
+                        break Err(RunError::Transient("the ack tracker stopped".into()));
+                    }
+                }
+                Some(SourceItem::Idle { at_ms }) => {
+                    if inflight_tx.send(InFlight::Idle { at_ms }).await.is_err() {
                         break Err(RunError::Transient("the ack tracker stopped".into()));
                     }
                 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use dts_core::TaskState;
 use dts_kafka::{Ack, KafkaSink, SinkConfig, SinkError};
+use dts_metrics::TaskStats;
 use dts_pipeline::filter::TaskFilter;
 use dts_source::position::SnapshotProgress;
 use dts_source::reader::{stream, Selection, SourceItem};
@@ -83,6 +84,40 @@ pub trait Reporter: Send + Sync + 'static {
         state: TaskState,
         message: &str,
     ) -> impl Future<Output = Result<bool, RunError>> + Send;
+}
+
+/// A reporter that also keeps the task's state in its metrics, as written.
+#[derive(Debug)]
+pub struct Metered<R> {
+    inner: R,
+    stats: Arc<TaskStats>,
+}
+
+impl<R> Metered<R> {
+    pub fn new(inner: R, stats: Arc<TaskStats>) -> Self {
+        Self { inner, stats }
+    }
+
+    pub fn stats(&self) -> &Arc<TaskStats> {
+        &self.stats
+    }
+}
+
+impl<R: Reporter> Reporter for Metered<R> {
+    async fn record_progress(&self, id: i64, epoch: i64, progress: &Progress) -> Result<bool, RunError> {
+        let written = self.inner.record_progress(id, epoch, progress).await?;
+        if written {
+            self.stats.set_state(progress.state.as_str());
+        }
+        Ok(written)
+    }
+    async fn record_state(&self, id: i64, epoch: i64, state: TaskState, message: &str) -> Result<bool, RunError> {
+        let written = self.inner.record_state(id, epoch, state, message).await?;
+        if written {
+            self.stats.set_state(state.as_str());
+        }
+        Ok(written)
+    }
 }
 
 impl Reporter for Port {
@@ -205,7 +240,7 @@ impl Endpoints for Live {
         drop(conn);
         let chunk_rows = cfg.snapshot_chunk_rows;
         let from = start.clone();
-        let reader = tokio::spawn(async move {
+        let reader = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let from = match snap {
                 Some(snap) => {
                     match snapshot::copy(snap, &from, &source, &info, selection.clone(), chunk_rows, &tx).await? {
@@ -222,7 +257,7 @@ impl Endpoints for Live {
                 None => from,
             };
             stream(&source, &info, &from, selection, tx).await
-        });
+        }));
         Ok(Opened { start, reader })
     }
 

@@ -1,18 +1,20 @@
 //! `dts`: the one binary. `standalone` runs the control plane and a local
 //! worker in one process; `control` runs the control plane alone.
 
+mod cli;
 mod config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use dts_control::auth::{generate_password, hash_password, Authenticator, Role};
 use dts_control::internal::ClusterSettings;
 use dts_control::scheduler::SchedulerConfig;
 use dts_control::{AppState, Placement};
 use dts_core::wire::Heartbeat;
+use dts_metrics::{Metrics, NodeKind};
 use dts_store::users::StoredUser;
 use dts_store::{redact_url, SecretCipher, Store};
 use dts_worker::client::{ControlClient, ControlTls};
@@ -43,14 +45,31 @@ enum Command {
     Standalone(ServeArgs),
     /// Control plane only: the REST API over a shared store
     Control(ServeArgs),
-    /// A worker node: runs the tasks the control plane assigns to it
-    Worker(WorkerArgs),
+    /// A worker node: runs the tasks the control plane assigns to it; or, with a subcommand, manage worker nodes
+    Worker(WorkerCommand),
     /// An ingest-only node: serves the push-ingest protocols with the streams and keys of the control planes
     Gateway(GatewayArgs),
+    /// Manage tasks through the REST API: list, get, submit, alter, stop, start, delete
+    Task {
+        #[command(subcommand)]
+        action: cli::TaskAction,
+        #[command(flatten)]
+        api: cli::ApiArgs,
+    },
     /// Read a password on stdin and print its argon2id hash for the config file
     HashPassword,
     /// Print a new random secret key (base64) for DTS_SECRET_KEY
     GenKey,
+}
+
+/// `dts worker [node flags]` runs a node; `dts worker list|drain|activate` manages nodes.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct WorkerCommand {
+    #[command(subcommand)]
+    action: Option<cli::WorkerAction>,
+    #[command(flatten)]
+    node: WorkerArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +88,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
+        // API calls of the CLI: the result on stdout, the API's message on stderr.
+        Command::Task { action, api } => return client(cli::task(&api, action)),
+        Command::Worker(WorkerCommand { action: Some(action), .. }) => return client(cli::worker(action)),
         Command::Standalone(args) => serve(cli.config, args, Mode::Standalone),
         Command::Control(args) => serve(cli.config, args, Mode::Control),
-        Command::Worker(args) => run_worker(cli.config, args),
+        Command::Worker(WorkerCommand { node, .. }) => run_worker(cli.config, node),
         Command::Gateway(args) => run_gateway(cli.config, args),
         Command::HashPassword => hash_from_stdin(),
         Command::GenKey => {
@@ -89,6 +111,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs one API call of the CLI and prints its result or why it failed.
+fn client(call: impl std::future::Future<Output = Result<String, cli::CliError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dts: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(call) {
+        Ok(out) => {
+            emit(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dts: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Writes a command's result to stdout (the only place the binary does).
 fn emit(line: &str) {
     use std::io::Write;
@@ -100,7 +143,17 @@ fn init_logging() {
     let filter = EnvFilter::try_from_env("DTS_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // One JSON object per line for log pipelines; spans (a task's `task_id`)
+    // come along as fields.
+    match std::env::var("DTS_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().with_current_span(true).with_span_list(false).init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            logs.init();
+            tracing::warn!(format = ?other, "DTS_LOG_FORMAT is json or text; logging as text");
+        }
+    }
 }
 
 fn hash_from_stdin() -> Result<(), RunError> {
@@ -163,12 +216,15 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
             (Placement::Cluster, Some(ClusterSettings::new(token.expose(), settings.lease_ms)))
         }
     };
+    // The store has every task's state; the local worker adds its own figures.
+    let metrics = Metrics::new(NodeKind::WithStore);
     let ingest = Arc::new(dts_ingest::Registry::new(
         store.clone(),
         dts_ingest::IngestSettings {
             topic_partitions: settings.worker.topic_partitions,
             replication_factor: settings.worker.topic_replication_factor,
             origin: settings.advertise.clone(),
+            metrics: Some(metrics.ingest.clone()),
             ..dts_ingest::IngestSettings::default()
         },
     ));
@@ -180,6 +236,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
         limits: settings.limits,
         cluster,
         ingest: Arc::clone(&ingest),
+        metrics: Arc::clone(&metrics),
     };
     // Shutdown protocol: a signal stops the API (finishing requests in
     // flight), then the scheduler and the local worker, which flushes and
@@ -199,7 +256,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     };
     let background = match mode {
         Mode::Standalone => {
-            let cfg = worker_config(worker_id, &settings);
+            let cfg = worker_config(worker_id, &settings, metrics);
             tokio::spawn(Worker::new(store.clone(), cfg).run(background_stopped))
         }
         Mode::Control => {
@@ -235,8 +292,9 @@ fn listener_tls(settings: &Settings) -> Result<Option<rustls::ServerConfig>, Run
         .transpose()
 }
 
-fn worker_config(worker_id: String, settings: &Settings) -> WorkerConfig {
+fn worker_config(worker_id: String, settings: &Settings, metrics: Arc<Metrics>) -> WorkerConfig {
     let mut cfg = WorkerConfig::new(worker_id);
+    cfg.metrics = metrics;
     cfg.topic_partitions = settings.worker.topic_partitions;
     cfg.replication_factor = settings.worker.topic_replication_factor;
     cfg.server_id_base = settings.worker.server_id_base;
@@ -261,11 +319,17 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
             version: env!("CARGO_PKG_VERSION").into(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let worker =
-            tokio::spawn(Worker::cluster(client, beat, worker_config(worker_id.clone(), &settings)).run(stopped));
-        tracing::info!(worker = %worker_id, listen = %settings.listen, "worker node serving /healthz");
+        let metrics = Metrics::new(NodeKind::Worker);
+        let cfg = worker_config(worker_id.clone(), &settings, Arc::clone(&metrics));
+        let worker = tokio::spawn(Worker::cluster(client, beat, cfg).run(stopped));
+        tracing::info!(worker = %worker_id, listen = %settings.listen, "worker node serving /healthz, /readyz and /metrics");
         let health = serde_json::json!({"status": "ok", "worker_id": worker_id});
-        let result = serve_node(&settings, 1, health, |_| {}).await;
+        // Ready while the control plane answers: a worker that cannot
+        // heartbeat holds no leases (its tasks stop within one lease).
+        let lease_ms = settings.lease_ms;
+        let node = Arc::clone(&metrics.node);
+        let ready = move || dts_metrics::task::now_ms() - node.last_heartbeat_ms() < lease_ms;
+        let result = serve_node(&settings, 1, health, metrics, ready, |_| {}).await;
         let _ = stop.send(true);
         let _ = worker.await;
         result
@@ -273,21 +337,52 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
 }
 
 /// Serves a node without the operator API (`worker`, `gateway`): `/healthz`
-/// answering `health`, plus what `configure` adds, until SIGINT/SIGTERM.
+/// answering `health`, `/readyz` while `ready()`, this node's `/metrics`
+/// (no credentials: it holds counts, never data or secrets; restrict it with
+/// `tls_client_ca` or the network), plus what `configure` adds, until
+/// SIGINT/SIGTERM.
 async fn serve_node(
     settings: &Settings,
     workers: usize,
     health: serde_json::Value,
+    metrics: Arc<Metrics>,
+    ready: impl Fn() -> bool + Clone + Send + 'static,
     configure: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
 ) -> Result<(), RunError> {
+    use actix_web::{web, HttpResponse};
     let served = actix_web::HttpServer::new(move || {
         let health = health.clone();
+        let (metrics, ready) = (Arc::clone(&metrics), ready.clone());
         actix_web::App::new()
             .route(
                 "/healthz",
-                actix_web::web::get().to(move || {
+                web::get().to(move || {
                     let health = health.clone();
                     async move { dts_control::envelope::ok(health) }
+                }),
+            )
+            .route(
+                "/readyz",
+                web::get().to(move || {
+                    let ready = ready();
+                    async move {
+                        if ready {
+                            dts_control::envelope::ok(serde_json::json!({"status": "ready"}))
+                        } else {
+                            let e = dts_control::envelope::ApiError::new(
+                                dts_core::ErrorCode::StoreUnavailable,
+                                "not ready: the control plane has not answered a heartbeat within the lease",
+                            );
+                            actix_web::ResponseError::error_response(&e)
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let body = metrics.render(None);
+                    async move { HttpResponse::Ok().content_type(dts_metrics::CONTENT_TYPE).body(body) }
                 }),
             )
             .configure(configure.clone())
@@ -431,6 +526,7 @@ fn run_gateway(config: Option<PathBuf>, args: GatewayArgs) -> Result<(), RunErro
     let Member { settings, id: gateway_id, client, runtime } =
         join_cluster("gateway", file, args.serve, args.control, args.worker_id)?;
     runtime.block_on(async move {
+        let metrics = Metrics::new(NodeKind::Worker);
         let source = ControlSource { client, gateway_id: gateway_id.clone() };
         let registry = Arc::new(dts_ingest::Registry::with_source(
             Box::new(source),
@@ -438,6 +534,7 @@ fn run_gateway(config: Option<PathBuf>, args: GatewayArgs) -> Result<(), RunErro
                 topic_partitions: settings.worker.topic_partitions,
                 replication_factor: settings.worker.topic_replication_factor,
                 origin: gateway_id.clone(),
+                metrics: Some(metrics.ingest.clone()),
                 ..dts_ingest::IngestSettings::default()
             },
         ));
@@ -456,7 +553,11 @@ fn run_gateway(config: Option<PathBuf>, args: GatewayArgs) -> Result<(), RunErro
         tracing::info!(gateway = %gateway_id, listen = %settings.listen, "gateway serving ingest");
         let data = actix_web::web::Data::from(Arc::clone(&registry));
         let health = serde_json::json!({"status": "ok", "gateway_id": gateway_id});
-        let result = serve_node(&settings, settings.http_workers, health, move |cfg| {
+        let ready = {
+            let registry = Arc::clone(&registry);
+            move || registry.loaded()
+        };
+        let result = serve_node(&settings, settings.http_workers, health, metrics, ready, move |cfg| {
             cfg.app_data(data.clone()).configure(dts_ingest::routes);
         })
         .await;

@@ -13,6 +13,7 @@ use dts_core::event::{Op, Row, RowChange, SourcePosition, TableSchema, Value};
 use dts_core::spec::{parse_submit_body, Secret};
 use dts_core::{DesiredState, TaskState};
 use dts_kafka::SinkError;
+use dts_metrics::OpKind;
 use dts_source::position::{Flavor, SnapshotProgress, TableProgress};
 use tokio::time::Instant;
 
@@ -464,4 +465,33 @@ async fn an_unavailable_store_is_retried_not_fatal() {
     assert!(fake.opens().len() >= 2);
     handle.stop(StopReason::Stop);
     ended(handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_follow_reads_deliveries_idleness_and_retries() {
+    let lost = || Then::Fail(SourceError::Transient("connection reset".into()));
+    let idle = SourceItem::Idle { at_ms: 5_000 };
+    let fake = Fake::new(vec![
+        feed(vec![row(1), row(2), commit(10)], lost()),
+        feed(vec![row(3), commit(20), idle], Then::Hang),
+    ]);
+    let reporter = FakeReporter::default();
+    let cfg = config();
+    let handle = start(&fake, &reporter, task(None), cfg.clone());
+    let stats = cfg.metrics.tasks.task(7);
+    until("the idle hint", || stats.lag_seconds(5_000) == Some(0.0)).await;
+    assert_eq!(stats.rows_produced_by(OpKind::Insert), 3);
+    assert!(stats.bytes_produced() > 0);
+    // Lag is measured from the commit time of the last delivered
+    // transaction (20 ms) until the idle hint says there was nothing newer.
+    assert_eq!(stats.lag_seconds(5_000 + 1_500), Some(1.5));
+    until("the running state", || stats.state() == Some("Running")).await;
+    let text = cfg.metrics.render(None);
+    assert!(text.contains("dts_task_rows_total{task_id=\"7\",op=\"c\"} 3"), "{text}");
+    assert!(text.contains("dts_task_retries_total{task_id=\"7\"} 1"), "{text}");
+    assert!(text.contains("dts_task_binlog_position{task_id=\"7\"} 20"), "{text}");
+    assert!(text.contains("dts_task_binlog_file_number{task_id=\"7\"} 1"), "{text}");
+    handle.stop(StopReason::Stop);
+    ended(handle).await;
+    assert_eq!(stats.state(), Some("Stopped"));
 }

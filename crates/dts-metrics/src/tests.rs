@@ -1,0 +1,108 @@
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::process::parse;
+
+fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines().find(|l| l.starts_with(prefix))
+}
+
+#[test]
+fn task_figures_render_with_their_labels() {
+    let metrics = Metrics::new(NodeKind::WithStore);
+    let t = metrics.tasks.task(7);
+    t.read(OpKind::Insert);
+    t.read(OpKind::Insert);
+    t.filtered(OpKind::Insert);
+    t.produced(OpKind::Insert, 100);
+    t.produced(OpKind::Ddl, 30);
+    t.throttled(Duration::from_millis(1500));
+    let text = metrics.render(None);
+    assert!(text.contains("# TYPE dts_task_rows counter"), "{text}");
+    assert_eq!(
+        line(&text, "dts_task_rows_total{task_id=\"7\",op=\"c\"}"),
+        Some("dts_task_rows_total{task_id=\"7\",op=\"c\"} 1")
+    );
+    assert!(text.contains("dts_task_rows_total{task_id=\"7\",op=\"ddl\"} 1"), "{text}");
+    assert!(text.contains("dts_task_rows_read_total{task_id=\"7\",op=\"c\"} 2"), "{text}");
+    assert!(text.contains("dts_task_rows_filtered_total{task_id=\"7\",op=\"c\"} 1"), "{text}");
+    assert!(text.contains("dts_task_bytes_total{task_id=\"7\"} 130"), "{text}");
+    assert!(text.contains("dts_task_throttled_seconds_total{task_id=\"7\"} 1.5"), "{text}");
+    // Nothing delivered and the source never seen idle: no lag to report.
+    assert!(line(&text, "dts_task_lag_seconds{").is_none(), "{text}");
+    // States come from the store on such nodes, not from here.
+    assert!(!text.contains("dts_task_state"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn lag_counts_from_the_later_of_delivery_and_idle_heartbeat() {
+    let t = TaskStats::default();
+    assert_eq!(t.lag_seconds(10_000), None);
+    t.delivered(4_000);
+    assert_eq!(t.lag_seconds(10_000), Some(6.0));
+    // An idle source whose every change is delivered is not lagging.
+    t.caught_up(9_500);
+    assert_eq!(t.lag_seconds(10_000), Some(0.5));
+    // The clock never makes lag negative.
+    assert_eq!(t.lag_seconds(9_000), Some(0.0));
+}
+
+#[test]
+fn worker_nodes_report_states_and_forget_departed_tasks() {
+    let metrics = Metrics::new(NodeKind::Worker);
+    metrics.tasks.task(3).set_state("Running");
+    metrics.tasks.task(4);
+    let text = metrics.render(None);
+    assert!(text.contains("dts_task_state{task_id=\"3\",state=\"Running\"} 1"), "{text}");
+    assert!(text.contains("dts_task_state{task_id=\"3\",state=\"Failed\"} 0"), "{text}");
+    assert!(!text.contains("dts_task_state{task_id=\"4\""), "{text}");
+    metrics.tasks.remove(3);
+    assert!(!metrics.render(None).contains("task_id=\"3\""));
+}
+
+#[test]
+fn store_view_and_http_join_one_exposition() {
+    let metrics = Metrics::new(NodeKind::WithStore);
+    metrics.http.observe("/v1/task/{id}", "GET", 200, Duration::from_millis(3));
+    metrics.ingest.observe(7, "dis", 5, 1, 500, Duration::from_millis(20));
+    let view = store_view::StoreView::default();
+    view.task(9, "Stopped", &task::STATES);
+    view.tasks_in("Stopped", 1);
+    let text = metrics.render(Some(view.registry()));
+    assert!(
+        text.contains("dts_http_requests_total{route=\"/v1/task/{id}\",method=\"GET\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("dts_http_request_duration_seconds_count{route=\"/v1/task/{id}\",method=\"GET\"} 1"));
+    assert!(text.contains("dts_ingest_records_total{stream_id=\"7\",protocol=\"dis\"} 5"), "{text}");
+    assert!(text.contains("dts_ingest_errors_total{stream_id=\"7\",protocol=\"dis\"} 1"), "{text}");
+    assert!(text.contains("dts_task_state{task_id=\"9\",state=\"Stopped\"} 1"), "{text}");
+    assert!(text.contains("dts_tasks{state=\"Stopped\"} 1"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1);
+}
+
+#[test]
+fn process_figures_parse_from_proc_text() {
+    let status = "Name:\tdts\nVmRSS:\t   2048 kB\nThreads:\t9\n";
+    let stat = "42 (dts (worker) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1000";
+    let f = parse(status, stat);
+    assert_eq!(f.resident_bytes, Some(2048 * 1024));
+    assert_eq!(f.threads, Some(9));
+    assert_eq!(f.cpu_seconds, Some(3.0));
+    // This process's own files parse too.
+    let live = parse(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        &std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
+    );
+    assert!(live.resident_bytes.is_some_and(|b| b > 0), "{live:?}");
+}
+
+proptest! {
+    #[test]
+    fn process_parser_takes_any_text(status in ".{0,300}", stat in ".{0,300}") {
+        let _ = parse(&status, &stat);
+    }
+}
