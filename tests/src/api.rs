@@ -117,6 +117,7 @@ impl TestApi {
             cluster,
             ingest,
             metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
+            history: Default::default(),
         };
         let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
             .workers(2)

@@ -401,6 +401,7 @@ async fn api(bench: &Bench) -> Vec<Result> {
         cluster: None,
         ingest: Arc::new(dts_ingest::Registry::new(bench.store.clone(), dts_ingest::IngestSettings::default())),
         metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
+        history: Default::default(),
     };
     let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
         .workers(2)

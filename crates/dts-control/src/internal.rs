@@ -129,6 +129,10 @@ fn check_heartbeat(beat: &Heartbeat) -> Result<(), ApiError> {
     if beat.addr.is_empty() || !sane(&beat.addr, 260) || !sane(&beat.version, 64) {
         return bad("addr (host:port) and version must be short and without control characters".into());
     }
+    // A worker reports the tasks it holds, a few more while some wind down.
+    if beat.figures.len() as i64 > beat.capacity.saturating_mul(2).max(64) {
+        return bad(format!("figures lists {} tasks, more than this worker can hold", beat.figures.len()));
+    }
     Ok(())
 }
 
@@ -145,7 +149,13 @@ pub async fn heartbeat(
     state.store.worker_heartbeat(&beat.worker_id, &beat.addr, beat.capacity, &beat.version).await?;
     state.store.renew_task_leases(&beat.worker_id, lease_ms).await?;
     let mut tasks = Vec::new();
-    for task in state.store.tasks_for_worker(&beat.worker_id).await? {
+    let held = state.store.tasks_for_worker(&beat.worker_id).await?;
+    // Only the figures of tasks this worker holds: a task that moved is
+    // described by its new worker.
+    for f in beat.figures.iter().filter(|f| held.iter().any(|t| t.id == f.id)) {
+        state.metrics.tasks.task(f.id).absorb(f);
+    }
+    for task in held {
         let secrets = TaskSecrets {
             source_password: state.store.source_password(&task)?.expose().to_owned(),
             kafka: state.store.kafka_secrets(&task)?,
@@ -244,7 +254,13 @@ mod tests {
     use super::*;
 
     fn beat(capacity: i64) -> Heartbeat {
-        Heartbeat { worker_id: "w1".into(), addr: "10.0.0.1:8080".into(), capacity, version: "0.1.0".into() }
+        Heartbeat {
+            worker_id: "w1".into(),
+            addr: "10.0.0.1:8080".into(),
+            capacity,
+            version: "0.1.0".into(),
+            figures: Vec::new(),
+        }
     }
 
     #[test]

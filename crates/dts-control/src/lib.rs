@@ -18,6 +18,7 @@
 //! `/internal/`, the cluster token) -> handler -> store.
 
 pub mod auth;
+pub mod dashboard;
 pub mod envelope;
 pub mod handlers;
 pub mod internal;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub ingest: Arc<dts_ingest::Registry>,
     /// This node's figures, served at `/metrics`.
     pub metrics: Arc<dts_metrics::Metrics>,
+    /// The dashboard's last hour of samples.
+    pub history: Arc<dashboard::history::History>,
 }
 
 /// The URL table, for `App::configure`.
@@ -141,6 +144,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/internal/v1/tasks/{id}/state").route(web::post().to(internal::task_state)))
         .service(resource("/internal/v1/ingest/config").route(web::post().to(internal::ingest_config)))
         .configure(dts_ingest::routes)
+        .configure(dashboard::routes)
         .default_service(web::to(route_not_found));
 }
 
@@ -222,6 +226,15 @@ async fn authenticate(
         }
     };
     let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    if !reads && cross_site(&req) {
+        // Browsers resend cached Basic credentials with forged cross-site
+        // requests; a change must come from a page of this server.
+        let err = envelope::ApiError::new(
+            dts_core::ErrorCode::Forbidden,
+            "cross-site request refused: changes must come from the dashboard's own pages or a non-browser client",
+        );
+        return Ok(req.into_response(err.error_response()));
+    }
     // User management decides per request (everyone may change their own password).
     let users_path = req.path() == "/v1/users" || req.path().starts_with("/v1/users/");
     if identity.role == auth::Role::Viewer && !reads && !users_path {
@@ -243,6 +256,20 @@ async fn authenticate(
         );
     }
     Ok(res)
+}
+
+/// True when a browser says the request comes from another site's page:
+/// `Sec-Fetch-Site`, or an `Origin` whose host is not the one addressed.
+fn cross_site(req: &ServiceRequest) -> bool {
+    let h = req.headers();
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (h.get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok()), req.connection_info().host()) {
+        (Some("null"), _) => true,
+        (Some(origin), host) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
+        (None, _) => false,
+    }
 }
 
 /// Serves the API on `listen` until `shutdown` completes, then finishes the

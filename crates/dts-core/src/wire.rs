@@ -16,6 +16,39 @@ pub struct Heartbeat {
     /// Most tasks it runs at once.
     pub capacity: i64,
     pub version: String,
+    /// Its tasks' figures, so a control plane can show and serve the
+    /// whole cluster's metrics (a control plane must be upgraded before
+    /// its workers: older ones refuse this field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<TaskFigures>,
+}
+
+/// One task's metrics as a worker last saw them: counters since the task
+/// came to that worker, gauges as of the heartbeat. Per-op arrays are in
+/// the order c, u, d, r, ddl.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskFigures {
+    pub id: i64,
+    pub state: String,
+    pub read: [u64; 5],
+    pub filtered: [u64; 5],
+    pub produced: [u64; 5],
+    pub bytes: u64,
+    pub produce_errors: u64,
+    pub retries: u64,
+    pub delivered_commit_ms: i64,
+    pub caught_up_ms: i64,
+    pub last_event_ms: i64,
+    pub binlog_file: u64,
+    pub binlog_pos: u64,
+    pub in_flight: u64,
+    pub queue_len: u64,
+    pub queue_capacity: u64,
+    pub throttled_ns: u64,
+    pub snapshot_tables_done: u64,
+    pub snapshot_tables_total: u64,
+    pub snapshot_rows: u64,
 }
 
 /// The answer: the worker's tasks, valid for `lease_ms` from when it asked.

@@ -13,6 +13,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+pub use dts_core::wire::TaskFigures;
+
 /// What a change did, as the `op` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
@@ -157,6 +159,67 @@ impl TaskStats {
     pub fn lag_seconds(&self, now_ms: i64) -> Option<f64> {
         let as_of = self.delivered_commit_ms.load(Relaxed).max(self.caught_up_ms.load(Relaxed));
         (as_of > 0).then(|| (now_ms - as_of).max(0) as f64 / 1000.0)
+    }
+
+    /// Every figure, for a heartbeat to the control plane.
+    pub fn export(&self, id: i64) -> TaskFigures {
+        let ops = |a: &PerOp| std::array::from_fn(|i| a[i].load(Relaxed));
+        TaskFigures {
+            id,
+            state: self.state().unwrap_or_default().to_owned(),
+            read: ops(&self.read),
+            filtered: ops(&self.filtered),
+            produced: ops(&self.produced),
+            bytes: self.bytes.load(Relaxed),
+            produce_errors: self.produce_errors.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            delivered_commit_ms: self.delivered_commit_ms.load(Relaxed),
+            caught_up_ms: self.caught_up_ms.load(Relaxed),
+            last_event_ms: self.last_event_ms.load(Relaxed),
+            binlog_file: self.binlog_file.load(Relaxed),
+            binlog_pos: self.binlog_pos.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+            queue_len: self.queue_len.load(Relaxed),
+            queue_capacity: self.queue_capacity.load(Relaxed),
+            throttled_ns: self.throttled_ns.load(Relaxed),
+            snapshot_tables_done: self.snapshot_tables_done.load(Relaxed),
+            snapshot_tables_total: self.snapshot_tables_total.load(Relaxed),
+            snapshot_rows: self.snapshot_rows.load(Relaxed),
+        }
+    }
+
+    /// Takes a worker's figures as they are (a control plane's view).
+    pub fn absorb(&self, f: &TaskFigures) {
+        let ops = |a: &PerOp, v: &[u64; 5]| a.iter().zip(v).for_each(|(a, v)| a.store(*v, Relaxed));
+        ops(&self.read, &f.read);
+        ops(&self.filtered, &f.filtered);
+        ops(&self.produced, &f.produced);
+        self.bytes.store(f.bytes, Relaxed);
+        self.produce_errors.store(f.produce_errors, Relaxed);
+        self.retries.store(f.retries, Relaxed);
+        self.delivered_commit_ms.store(f.delivered_commit_ms, Relaxed);
+        self.caught_up_ms.store(f.caught_up_ms, Relaxed);
+        self.last_event_ms.store(f.last_event_ms, Relaxed);
+        self.binlog_file.store(f.binlog_file, Relaxed);
+        self.binlog_pos.store(f.binlog_pos, Relaxed);
+        self.in_flight.store(f.in_flight, Relaxed);
+        self.queue_len.store(f.queue_len, Relaxed);
+        self.queue_capacity.store(f.queue_capacity, Relaxed);
+        self.throttled_ns.store(f.throttled_ns, Relaxed);
+        self.snapshot_tables_done.store(f.snapshot_tables_done, Relaxed);
+        self.snapshot_tables_total.store(f.snapshot_tables_total, Relaxed);
+        self.snapshot_rows.store(f.snapshot_rows, Relaxed);
+        self.set_state(&f.state);
+    }
+
+    /// When the task last read anything from its source (ms; 0: never).
+    pub fn last_event_ms(&self) -> i64 {
+        self.last_event_ms.load(Relaxed)
+    }
+
+    /// The binlog file number and position last delivered.
+    pub fn binlog(&self) -> (u64, u64) {
+        (self.binlog_file.load(Relaxed), self.binlog_pos.load(Relaxed))
     }
 
     /// Rows handed to Kafka, all ops.

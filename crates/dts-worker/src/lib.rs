@@ -187,6 +187,7 @@ impl Worker {
     /// This worker's tasks now, or why they could not be read.
     /// With them, in cluster mode, until when the answer lets them run.
     async fn fetch(&mut self) -> Result<(Vec<TaskAssignment>, Option<Instant>), String> {
+        let figures: Vec<_> = self.cfg.metrics.tasks.all().iter().map(|(id, s)| s.export(*id)).collect();
         match &self.source {
             Assignments::Store(store) => {
                 let records = store.tasks_for_worker(&self.cfg.worker_id).await.map_err(|e| e.to_string())?;
@@ -209,7 +210,8 @@ impl Worker {
             }
             Assignments::Control { client, beat } => {
                 let asked = Instant::now();
-                let (reply, secrets) = client.heartbeat(beat).await?;
+                let beat = Heartbeat { figures, ..beat.clone() };
+                let (reply, secrets) = client.heartbeat(&beat).await?;
                 // Stop a safety margin before the control plane may reassign.
                 let lease = Duration::from_millis(u64::try_from(reply.lease_ms).unwrap_or(0));
                 let until = asked + lease.saturating_sub(lease / 4);

@@ -237,6 +237,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
         cluster,
         ingest: Arc::clone(&ingest),
         metrics: Arc::clone(&metrics),
+        history: Default::default(),
     };
     // Shutdown protocol: a signal stops the API (finishing requests in
     // flight), then the scheduler and the local worker, which flushes and
@@ -245,6 +246,12 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     let ingest_follower = {
         let mut stopped = background_stopped.clone();
         tokio::spawn(ingest.follow(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    };
+    let sampler = {
+        let mut stopped = background_stopped.clone();
+        tokio::spawn(dts_control::dashboard::history::sample(state.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     };
@@ -274,6 +281,7 @@ async fn run(mut settings: Settings, mode: Mode) -> Result<(), RunError> {
     let _ = stop_background.send(true);
     let _ = background.await;
     let _ = users_follower.await;
+    let _ = sampler.await;
     let _ = ingest_follower.await;
     served.map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     store.close().await;
@@ -317,6 +325,7 @@ fn run_worker(config: Option<PathBuf>, args: WorkerArgs) -> Result<(), RunError>
             addr: settings.advertise.clone(),
             capacity,
             version: env!("CARGO_PKG_VERSION").into(),
+            figures: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let metrics = Metrics::new(NodeKind::Worker);
