@@ -17,6 +17,7 @@ log() { printf '[test] %s\n' "$*" >&2; }
 . "$ROOT/scripts/build-deps.sh"
 
 ensure_build_deps
+ensure_test_browser
 scripts/services.sh up
 trap 'scripts/services.sh down' EXIT
 # shellcheck disable=SC1091

@@ -16,6 +16,7 @@
 
 mod api;
 mod kafka;
+mod process;
 pub mod proxy;
 mod rig;
 mod source;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use api::*;
 pub use kafka::*;
+pub use process::*;
 pub use rig::*;
 pub use source::*;
 pub use store::*;

@@ -221,10 +221,10 @@ async fn task(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
     let spec = serde_json::to_string_pretty(&serde_json::json!({ "task": detail.task })).unwrap_or_default();
     let editor = if act {
         format!(
-            "<h2>Alter</h2><p class=\"hint\">Edit and save; passwords left out are kept.</p>\
+            "<section id=\"alter\"><h2>Alter</h2><p class=\"hint\">Edit and save; passwords left out are kept.</p>\
              <textarea id=\"spec-editor\" data-id=\"{id}\" spellcheck=\"false\" rows=\"18\">{}</textarea>\
              <div class=\"actions\"><button data-action=\"alter\" data-id=\"{id}\">Save</button></div>\
-             <div id=\"alter-error\" class=\"error\" role=\"alert\" hidden></div>",
+             <div id=\"alter-error\" class=\"error\" role=\"alert\" hidden></div></section>",
             esc(&spec)
         )
     } else {

@@ -61,6 +61,7 @@ const actions = {
     }
     const box = document.getElementById("alter-error");
     if (box) { box.hidden = true; }
+    delete document.getElementById("spec-editor").dataset.dirty;
   },
   async drain(el) { await call("POST", "/v1/workers/" + encodeURIComponent(el.dataset.worker) + "/drain"); },
   async activate(el) { await call("POST", "/v1/workers/" + encodeURIComponent(el.dataset.worker) + "/activate"); },
@@ -81,21 +82,33 @@ document.addEventListener("click", async (event) => {
   }
 });
 
-// Replaces the page's content with a fresh rendering, unless the operator
-// is editing (the editor keeps its text).
+// Edits in the spec editor survive refreshes, and so do shown errors.
+document.addEventListener("input", (event) => {
+  if (event.target.id === "spec-editor") { event.target.dataset.dirty = "1"; }
+});
+
+// Replaces the page's content with a fresh rendering, keeping the parts
+// the operator is working with.
 async function refresh() {
-  const editor = document.getElementById("spec-editor");
-  if (editor && document.activeElement === editor) { return; }
-  const res = await fetch(here(window.location.pathname + window.location.search), { credentials: "same-origin", headers: { "Accept": "text/html" } });
+  const res = await fetch(here(window.location.pathname + window.location.search), {
+    credentials: "same-origin",
+    headers: { "Accept": "text/html" },
+  });
   if (!res.ok) { return; }
   const doc = new DOMParser().parseFromString(await res.text(), "text/html");
   const fresh = doc.getElementById("content");
-  const here = document.getElementById("content");
-  if (!fresh || !here) { return; }
-  const keep = editor ? editor.value : null;
-  here.replaceWith(fresh);
-  const again = document.getElementById("spec-editor");
-  if (again && keep !== null) { again.value = keep; }
+  const current = document.getElementById("content");
+  if (!fresh || !current) { return; }
+  const editor = document.getElementById("spec-editor");
+  const alter = document.getElementById("alter");
+  const freshAlter = fresh.querySelector("#alter");
+  if (alter && freshAlter && editor && (editor.dataset.dirty || document.activeElement === editor)) {
+    freshAlter.replaceWith(alter);
+  }
+  const shown = document.getElementById("action-error");
+  const freshShown = fresh.querySelector("#action-error");
+  if (shown && freshShown && !shown.hidden) { freshShown.replaceWith(shown); }
+  current.replaceWith(fresh);
 }
 
 window.setInterval(() => {
