@@ -111,6 +111,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/readyz").route(web::get().to(metrics::readyz)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
+        .service(resource("/openapi.json").route(web::get().to(openapi)))
         .service(resource("/v1/dispatch/submit").route(web::post().to(submit)))
         .service(resource("/v1/dispatch/alter/{id}").route(web::put().to(alter)))
         .service(resource("/v1/dispatch/stop/{id}").route(web::post().to(stop)))
@@ -146,6 +147,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(dts_ingest::routes)
         .configure(dashboard::routes)
         .default_service(web::to(route_not_found));
+}
+
+/// The OpenAPI 3 document of every route above (checked by the
+/// `openapi` test against this table and the running server).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
 /// Builds the application with its middleware, for the server and for tests.
