@@ -292,6 +292,12 @@ impl TaskCollector {
     }
 }
 
+/// A metric family: name, help, and how to read it from a task's figures.
+type Family<F> = (&'static str, &'static str, F);
+type ReadOps = fn(&TaskStats) -> &PerOp;
+type ReadF64 = fn(&TaskStats) -> f64;
+type ReadI64 = fn(&TaskStats) -> i64;
+
 fn id_label(id: i64) -> [(&'static str, String); 1] {
     [("task_id", id.to_string())]
 }
@@ -301,7 +307,7 @@ impl Collector for TaskCollector {
         let tasks = self.tasks.all();
         let now = now_ms();
 
-        let per_op: [(&str, &str, fn(&TaskStats) -> &PerOp); 3] = [
+        let per_op: [Family<ReadOps>; 3] = [
             ("dts_task_rows", "Changes handed to Kafka, by op (c, u, d, r for snapshot reads, ddl)", |t| &t.produced),
             ("dts_task_rows_read", "Changes read from the source for the task's tables, by op", |t| &t.read),
             ("dts_task_rows_filtered", "Changes the task's row filters dropped, by op", |t| &t.filtered),
@@ -316,7 +322,7 @@ impl Collector for TaskCollector {
             }
         }
 
-        let counters: [(&str, &str, fn(&TaskStats) -> f64); 4] = [
+        let counters: [Family<ReadF64>; 4] = [
             ("dts_task_bytes", "Message bytes handed to Kafka", |t| t.bytes.load(Relaxed) as f64),
             ("dts_task_produce_errors", "Messages Kafka refused or failed to acknowledge", |t| {
                 t.produce_errors.load(Relaxed) as f64
@@ -360,7 +366,7 @@ impl Collector for TaskCollector {
             }
         }
 
-        let gauges: [(&str, &str, fn(&TaskStats) -> i64); 8] = [
+        let gauges: [Family<ReadI64>; 8] = [
             ("dts_task_binlog_file_number", "Numeric suffix of the binlog file of the last delivered position", |t| {
                 t.binlog_file.load(Relaxed) as i64
             }),

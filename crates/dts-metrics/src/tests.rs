@@ -106,3 +106,65 @@ proptest! {
         let _ = parse(&status, &stat);
     }
 }
+
+/// A node with one of everything, as a scrape sees it.
+fn full_exposition() -> String {
+    let metrics = Metrics::new(NodeKind::Worker);
+    let t = metrics.tasks.task(1);
+    t.read(OpKind::Insert);
+    t.produced(OpKind::Insert, 10);
+    t.delivered(task::now_ms());
+    metrics.http.observe("/v1/task/list", "GET", 200, Duration::from_millis(1));
+    metrics.ingest.observe(1, "dis", 1, 0, 10, Duration::from_millis(1));
+    metrics.node.heartbeat_ok();
+    let view = store_view::StoreView::default();
+    view.task(1, "Running", &task::STATES);
+    view.tasks_in("Running", 1);
+    view.workers_in("active", 1);
+    view.worker_heartbeat_age("w1", 1.0);
+    metrics.render(Some(view.registry()))
+}
+
+/// Metric names (`dts_...`, `process_...`) mentioned in `text`.
+fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for start in ["dts_", "process_"] {
+        for (i, _) in text.match_indices(start) {
+            if i > 0 && text[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Every metric the example alerts, the Grafana dashboard and the README
+/// name is one a node exposes, and the README documents every one exposed.
+#[test]
+fn deploy_examples_and_readme_name_real_metrics() {
+    let exposed: std::collections::BTreeSet<String> = full_exposition()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_owned())
+        .collect();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    for file in ["deploy/prometheus/alerts.yml", "deploy/grafana/dts-dashboard.json"] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap_or_default();
+        for name in names_in(&text) {
+            assert!(exposed.contains(&name), "{file} uses {name}, which no node exposes");
+        }
+    }
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap_or_default();
+    let section = readme.split("## Metrics").nth(1).unwrap_or_default().split("\n## ").next().unwrap_or_default();
+    let documented = names_in(section);
+    for name in &exposed {
+        let family =
+            ["_bucket", "_count", "_sum", "_created"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(
+            documented.contains(name) || documented.contains(family),
+            "README's Metrics section does not document {name}"
+        );
+    }
+}
