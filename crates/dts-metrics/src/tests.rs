@@ -168,3 +168,25 @@ fn deploy_examples_and_readme_name_real_metrics() {
         );
     }
 }
+
+proptest! {
+    /// What a worker exports, a control plane takes back unchanged.
+    #[test]
+    fn figures_survive_a_heartbeat(reads in 0u64..50, bytes in 0usize..10_000, file in 0u64..1000, pos in 0u64..1_000_000) {
+        let worker = TaskStats::default();
+        for _ in 0..reads {
+            worker.read(OpKind::Update);
+            worker.produced(OpKind::Update, bytes);
+        }
+        worker.position(file, pos);
+        worker.delivered(1_000);
+        worker.set_state("Running");
+        let wire = worker.export(5);
+        let json = serde_json::to_string(&wire).unwrap_or_default();
+        let back: task::TaskFigures = serde_json::from_str(&json).unwrap_or_default();
+        let control = TaskStats::default();
+        control.absorb(&back);
+        prop_assert_eq!(control.export(5), wire);
+        prop_assert_eq!(control.lag_seconds(3_000), Some(2.0));
+    }
+}

@@ -353,7 +353,7 @@ mod tests {
         fn every_row_is_one_line(values in proptest::collection::vec(".{0,20}", 0..8)) {
             let rows: Vec<Value> = values.iter().map(|v| json!({"id": v})).collect();
             let t = table(&["id"], &rows);
-            prop_assert_eq!(t.lines().count(), rows.len() + 1);
+            prop_assert_eq!(t.matches('\n').count(), rows.len(), "a header and one line per row");
         }
     }
 }

@@ -4,10 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use dts_e2e::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
 const SEED_AUTH: &str = "Basic cmVwbGljYXRvcjpkdHNmb3IzLjE0MTU5MjY=";
@@ -20,10 +21,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A `dts` command with a clean environment (no inherited DTS_* settings).

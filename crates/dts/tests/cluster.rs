@@ -8,13 +8,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dts_e2e::{fresh_database_url, high_watermarks, kafka_addr, read_until, unique_topic, Backend, SourceDb};
+use dts_e2e::{
+    free_port, fresh_database_url, high_watermarks, kafka_addr, read_until, unique_topic, Backend, SourceDb,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
@@ -34,10 +35,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {
@@ -217,6 +214,39 @@ async fn a_cluster_survives_a_dead_worker_a_lost_control_plane_and_a_frozen_work
     let wait_written =
         |n: i64| tokio::task::block_in_place(|| wait("rows written", 30, || written.load(Ordering::SeqCst) >= n));
     wait_written(20);
+
+    // Metrics: each worker serves its own tasks; the control planes serve
+    // every task from the figures workers send with their heartbeats.
+    tokio::task::block_in_place(|| {
+        let scrape = |port: u16, auth: bool| {
+            let mut req = ureq::get(&format!("http://127.0.0.1:{port}/metrics"));
+            if auth {
+                req = req.set("Authorization", AUTH);
+            }
+            req.call().map(|r| r.into_string().unwrap()).unwrap_or_default()
+        };
+        let produced = |text: &str| -> BTreeSet<String> {
+            text.lines()
+                .filter(|l| l.starts_with("dts_task_rows_total{") && l.contains("op=\"c\"") && !l.ends_with(" 0"))
+                .filter_map(|l| l.split("task_id=\"").nth(1)?.split('"').next().map(str::to_owned))
+                .collect()
+        };
+        for (port, _) in nodes.values() {
+            let text = scrape(*port, false);
+            assert!(text.contains("dts_worker_heartbeats_total{result=\"ok\"}"), "{text}");
+            let ready = ureq::get(&format!("http://127.0.0.1:{port}/readyz")).call().map(|r| r.status());
+            assert_eq!(ready.ok(), Some(200), "a heartbeating worker is ready");
+        }
+        wait("every task's figures on the control planes", 30, || {
+            let mut seen = produced(&scrape(cp1_port, true));
+            seen.extend(produced(&scrape(cp2_port, true)));
+            seen.len() == TASKS
+        });
+        let text = scrape(cp1_port, true);
+        assert!(text.contains("dts_workers{state=\"active\"} 3"), "{text}");
+        assert!(text.contains("dts_worker_heartbeat_age_seconds{worker_id=\"w1\"}"), "{text}");
+        assert!(text.contains("dts_tasks{state=\"Running\"} 20"), "{text}");
+    });
 
     // 1. kill -9 the busiest worker.
     let busiest = {

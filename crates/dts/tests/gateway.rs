@@ -5,11 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dts_e2e::{kafka_addr, read_until, unique_topic};
+use dts_e2e::{free_port, kafka_addr, read_until, unique_topic};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
@@ -23,10 +22,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {

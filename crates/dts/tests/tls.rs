@@ -6,12 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dts_e2e::{fresh_database_url, kafka_tls, read_until_with, unique_topic, Backend, PrivateMariaDb, SourceDb};
+use dts_e2e::{
+    free_port, fresh_database_url, kafka_tls, read_until_with, unique_topic, Backend, PrivateMariaDb, SourceDb,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
@@ -25,10 +26,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {
