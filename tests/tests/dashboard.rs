@@ -80,10 +80,12 @@ async fn messages_and_hosts_are_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_from_other_sites_are_refused() {
     let Some(api) = TestApi::start(Backend::Sqlite).await else { return };
-    let id = api.call("POST", "/v1/dispatch/submit", Some(&body("db.example"))).await.expect_ok()["id"].as_i64().unwrap();
+    let id =
+        api.call("POST", "/v1/dispatch/submit", Some(&body("db.example"))).await.expect_ok()["id"].as_i64().unwrap();
     let path = format!("/v1/dispatch/stop/{id}");
     let auth = ("Authorization", SEED_AUTH_HEADER);
-    for forged in [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Site", "same-site"), ("Origin", "http://evil.example")] {
+    for forged in [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Site", "same-site"), ("Origin", "http://evil.example")]
+    {
         let r = api.request("POST", &path, &[auth, forged], None).await;
         r.expect_error(ErrorCode::Forbidden);
     }

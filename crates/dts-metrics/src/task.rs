@@ -343,14 +343,16 @@ impl Collector for TaskCollector {
 
         let mut lag = encoder.encode_descriptor(
             "dts_task_lag_seconds",
-            "Now minus the source commit time of the last transaction on the broker; zero as of the source's last idle heartbeat once everything before it is delivered",
+            "Now minus the source commit time of the last transaction on the broker; zero as of the source's last idle heartbeat once everything before it is delivered; NaN until either happened",
             None,
             MetricType::Gauge,
         )?;
+        // Every task has a series: NaN (unknown) before its first delivery
+        // or heartbeat, e.g. while its source cannot be reached, so a
+        // threshold alert neither fires nor sees the series vanish.
         for (id, t) in &tasks {
-            if let Some(seconds) = t.lag_seconds(now) {
-                ConstGauge::new(seconds).encode(lag.encode_family(&id_label(*id))?)?;
-            }
+            let seconds = t.lag_seconds(now).unwrap_or(f64::NAN);
+            ConstGauge::new(seconds).encode(lag.encode_family(&id_label(*id))?)?;
         }
 
         let mut idle = encoder.encode_descriptor(

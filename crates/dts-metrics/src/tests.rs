@@ -30,8 +30,8 @@ fn task_figures_render_with_their_labels() {
     assert!(text.contains("dts_task_rows_filtered_total{task_id=\"7\",op=\"c\"} 1"), "{text}");
     assert!(text.contains("dts_task_bytes_total{task_id=\"7\"} 130"), "{text}");
     assert!(text.contains("dts_task_throttled_seconds_total{task_id=\"7\"} 1.5"), "{text}");
-    // Nothing delivered and the source never seen idle: no lag to report.
-    assert!(line(&text, "dts_task_lag_seconds{").is_none(), "{text}");
+    // Nothing delivered and the source never seen idle: lag unknown.
+    assert_eq!(line(&text, "dts_task_lag_seconds{"), Some("dts_task_lag_seconds{task_id=\"7\"} NaN"), "{text}");
     // States come from the store on such nodes, not from here.
     assert!(!text.contains("dts_task_state"), "{text}");
     assert!(text.ends_with("# EOF\n"));
