@@ -50,10 +50,18 @@ impl DtsNode {
 
     /// As [`Self::standalone`], with extra environment variables.
     pub fn standalone_with(bin: &str, users: &str, env: &[(&str, &str)]) -> Self {
+        Self::start(bin, &["standalone"], users, env)
+    }
+
+    /// `dts <command...> --listen 127.0.0.1:PORT` in a fresh data directory
+    /// (`--data-dir` is added too), with `DTS_AUTH_USERS=users` and `env`.
+    pub fn start(bin: &str, command: &[&str], users: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
+        let data = dir.path().join("data");
         let child = dts_command(bin, dir.path())
-            .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
+            .args(command)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir", &data.to_string_lossy()])
             .env("DTS_AUTH_USERS", users)
             // Replica ids of its tasks, apart from every other test's.
             .env("DTS_SERVER_ID_BASE", crate::random_server_id().to_string())

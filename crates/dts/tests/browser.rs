@@ -186,3 +186,34 @@ async fn the_dashboard_shows_and_steers_tasks_in_a_real_browser() {
     screenshot(&page, "after-delete").await;
     page.close().await.unwrap();
 }
+
+/// A control plane with one worker node: Drain and Activate pressed on the
+/// workers page reach the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_drained_and_activated_from_the_page() {
+    let Some(driver) = chromedriver() else { return };
+    let token = [("DTS_CLUSTER_TOKEN", "browser-test-token")];
+    let control = DtsNode::start(BIN, &["control"], USERS, &token);
+    let control_url = control.url("");
+    let _worker = DtsNode::start(BIN, &["worker", "--control", &control_url, "--worker-id", "w-ui"], "", &token);
+    let state = || {
+        let v = api(&control, "GET", "/v1/workers", None);
+        v["data"]["workers"].as_array().and_then(|w| w.first().map(|w| w["state"].as_str().unwrap_or("").to_owned()))
+    };
+    poll(30, "the worker to join", || async { (state().as_deref() == Some("active")).then_some(()) }).await;
+
+    let page = browser(&driver).await;
+    page.goto(&format!("http://admin:admin-pw-123@127.0.0.1:{}/ui/workers", control.port)).await.unwrap();
+    let row = page.find(Locator::Css("tr[data-worker-id=\"w-ui\"]")).await.unwrap();
+    assert!(row.text().await.unwrap().contains("active"));
+    page.find(Locator::Css("button[data-action=\"drain\"]")).await.unwrap().click().await.unwrap();
+    poll(20, "the drain to reach the node", || async { (state().as_deref() == Some("draining")).then_some(()) }).await;
+    let activate = poll(20, "the Activate button", || async {
+        page.find(Locator::Css("button[data-action=\"activate\"]")).await.ok()
+    })
+    .await;
+    screenshot(&page, "workers-draining").await;
+    activate.click().await.unwrap();
+    poll(20, "the node active again", || async { (state().as_deref() == Some("active")).then_some(()) }).await;
+    page.close().await.unwrap();
+}
