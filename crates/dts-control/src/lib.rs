@@ -174,14 +174,15 @@ pub fn app(
         .app_data(web::Data::new(state))
         .configure(routes)
         .wrap(from_fn(authenticate))
-        .wrap(from_fn(metrics::observe))
         .wrap(from_fn(request_id_and_access_log))
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Tags each request with an id (the caller's `X-Request-Id` if it sent a
-/// sane one) and logs method, path, status and latency. Never headers or bodies.
+/// sane one), logs method, path, status and latency (never headers or
+/// bodies), and counts it in the metrics by route pattern (never the raw
+/// path: ids would make one series per task).
 async fn request_id_and_access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -195,13 +196,19 @@ async fn request_id_and_access_log(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let (method, path) = (req.method().clone(), req.path().to_owned());
+    let route = req.match_pattern();
+    let metrics = req.app_data::<web::Data<AppState>>().map(|s| Arc::clone(&s.metrics));
     let mut res = next.call(req).await?.map_into_boxed_body();
+    let took = started.elapsed();
+    if let Some(m) = metrics {
+        m.http.observe(route.as_deref().unwrap_or("unmatched"), method.as_str(), res.status().as_u16(), took);
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     tracing::debug!(
         request_id = %id, %method, path = ?path, status = res.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request"
+        elapsed_ms = took.as_secs_f64() * 1e3, "request"
     );
     Ok(res)
 }

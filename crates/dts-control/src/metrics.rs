@@ -1,11 +1,6 @@
 //! `GET /metrics` (this node's figures plus the task store's view of the
-//! cluster), `GET /readyz`, and the HTTP middleware that times requests.
+//! cluster) and `GET /readyz`.
 
-use std::time::Instant;
-
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use dts_metrics::store_view::StoreView;
 use dts_metrics::task::{now_ms, STATES};
@@ -48,21 +43,4 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
     Ok(ok(json!({ "status": "ready", "store": state.store.backend().name() })))
-}
-
-/// Counts and times every request by its route pattern (never the raw
-/// path: ids would make one series per task).
-pub async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let started = Instant::now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
-    let res = next.call(req).await?.map_into_boxed_body();
-    if let Some(m) = metrics {
-        m.http.observe(&route, method.as_str(), res.status().as_u16(), started.elapsed());
-    }
-    Ok(res)
 }

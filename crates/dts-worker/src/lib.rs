@@ -187,7 +187,6 @@ impl Worker {
     /// This worker's tasks now, or why they could not be read.
     /// With them, in cluster mode, until when the answer lets them run.
     async fn fetch(&mut self) -> Result<(Vec<TaskAssignment>, Option<Instant>), String> {
-        let figures: Vec<_> = self.cfg.metrics.tasks.all().iter().map(|(id, s)| s.export(*id)).collect();
         match &self.source {
             Assignments::Store(store) => {
                 let records = store.tasks_for_worker(&self.cfg.worker_id).await.map_err(|e| e.to_string())?;
@@ -210,6 +209,7 @@ impl Worker {
             }
             Assignments::Control { client, beat } => {
                 let asked = Instant::now();
+                let figures = self.cfg.metrics.tasks.all().iter().map(|(id, s)| s.export(*id)).collect();
                 let beat = Heartbeat { figures, ..beat.clone() };
                 let (reply, secrets) = client.heartbeat(&beat).await?;
                 // Stop a safety margin before the control plane may reassign.
@@ -244,13 +244,17 @@ impl Worker {
                     node.heartbeat_failed();
                 }
                 if self.lease.expired() && !self.running.is_empty() {
-                    node.leases_lost(self.running.len());
                     // Cut off from the control plane past the lease: another
                     // worker may get these tasks, so none may run here.
                     tracing::error!(error = %e, tasks = self.running.len(), "lease lost; stopping every task");
+                    let mut lost = 0;
                     for h in self.running.values() {
-                        h.stop(StopReason::Lost);
+                        // Counted once per task, not on every tick until it ends.
+                        if h.stop(StopReason::Lost) {
+                            lost += 1;
+                        }
                     }
+                    node.leases_lost(lost);
                 } else {
                     tracing::warn!(error = %e, "cannot read assignments; keeping tasks as they are");
                 }
@@ -260,8 +264,7 @@ impl Worker {
         for handle_id in self.running.keys().copied().collect::<Vec<_>>() {
             if !assigned.iter().any(|t| t.id == handle_id) {
                 if let Some(h) = self.running.get(&handle_id) {
-                    h.stop(StopReason::Lost);
-                    if clustered {
+                    if h.stop(StopReason::Lost) && clustered {
                         node.leases_lost(1);
                     }
                 }

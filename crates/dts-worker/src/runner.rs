@@ -55,14 +55,15 @@ pub struct TaskHandle {
 }
 
 impl TaskHandle {
-    pub fn stop(&self, reason: StopReason) {
+    /// Asks the runner to end; true when this is the first ask.
+    pub fn stop(&self, reason: StopReason) -> bool {
         self.stop.send_if_modified(|r| {
             let changed = *r == StopReason::Running;
             if changed {
                 *r = reason;
             }
             changed
-        });
+        })
     }
 
     pub fn is_finished(&self) -> bool {

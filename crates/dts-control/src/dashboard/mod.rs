@@ -191,20 +191,23 @@ async fn task(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
         ),
         None => String::new(),
     };
+    // The last 20 positions, newest first, one row per change.
     let mut positions = String::new();
-    let mut last = None;
-    for s in samples.iter().rev() {
+    let (mut last, mut shown) = (None, 0);
+    for s in samples.iter().rev().filter(|s| (s.binlog_file, s.binlog_pos) != (0, 0)) {
         let here = (s.binlog_file, s.binlog_pos);
-        if last != Some(here) && here != (0, 0) {
-            positions.push_str(&format!(
-                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                format_ms(Some(s.at_ms)),
-                s.binlog_file,
-                s.binlog_pos
-            ));
-            last = Some(here);
+        if last == Some(here) {
+            continue;
         }
-        if positions.matches("<tr>").count() >= 20 {
+        positions.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            format_ms(Some(s.at_ms)),
+            s.binlog_file,
+            s.binlog_pos
+        ));
+        last = Some(here);
+        shown += 1;
+        if shown == 20 {
             break;
         }
     }
