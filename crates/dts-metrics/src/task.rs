@@ -80,6 +80,8 @@ pub struct TaskStats {
     snapshot_rows: AtomicU64,
     /// Index into [`STATES`], plus one; zero before the first report.
     state: AtomicU8,
+    /// On a control plane: when a worker last reported these figures (ms).
+    absorbed_ms: AtomicI64,
 }
 
 impl TaskStats {
@@ -210,6 +212,13 @@ impl TaskStats {
         self.snapshot_tables_total.store(f.snapshot_tables_total, Relaxed);
         self.snapshot_rows.store(f.snapshot_rows, Relaxed);
         self.set_state(&f.state);
+        self.absorbed_ms.store(now_ms(), Relaxed);
+    }
+
+    /// When a worker last reported these figures (ms; 0: they are this
+    /// node's own).
+    pub fn absorbed_ms(&self) -> i64 {
+        self.absorbed_ms.load(Relaxed)
     }
 
     /// When the task last read anything from its source (ms; 0: never).

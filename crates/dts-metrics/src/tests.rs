@@ -190,3 +190,14 @@ proptest! {
         prop_assert_eq!(control.lag_seconds(3_000), Some(2.0));
     }
 }
+
+#[test]
+fn absorbed_figures_say_when() {
+    let own = TaskStats::default();
+    own.produced(OpKind::Insert, 1);
+    assert_eq!(own.absorbed_ms(), 0, "a node's own figures");
+    let control = TaskStats::default();
+    let before = task::now_ms();
+    control.absorb(&own.export(1));
+    assert!(control.absorbed_ms() >= before);
+}

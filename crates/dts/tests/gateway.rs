@@ -113,6 +113,15 @@ fn a_gateway_serves_the_control_planes_streams_and_keys() {
     let got = read_until(&kafka, &[&topic], |m| !m.is_empty());
     assert_eq!(got[0].text, "via-gateway");
     assert_eq!(got[0].worker.as_deref(), Some("gw1"), "the gateway names itself in dts-worker");
+    // The gateway counts what it wrote, per stream, on its own /metrics.
+    let metrics = ureq::get(&format!("{gw}/metrics")).call().unwrap().into_string().unwrap();
+    let written = metrics
+        .lines()
+        .find(|l| l.starts_with("dts_ingest_records_total{") && l.contains("protocol=\"inlong\""))
+        .unwrap_or_else(|| panic!("no ingest records in {metrics}"));
+    assert!(written.ends_with(" 1"), "{written}");
+    assert!(metrics.contains("dts_ingest_request_duration_seconds_count{"), "{metrics}");
+    assert_eq!(ureq::get(&format!("{gw}/readyz")).call().map(|r| r.status()).ok(), Some(200));
 
     // Keys too: a DIS token works on the gateway, and stops once revoked.
     let dis = json!({"stream": {"protocol": "dis", "project_id": "p1", "stream_name": "d1",

@@ -113,9 +113,13 @@ async fn sample_once(state: &AppState) -> Result<(), dts_store::StoreError> {
     let page = state.store.list_tasks(100_000, 0).await?;
     let ids: std::collections::HashSet<i64> = page.tasks.iter().map(|t| t.id).collect();
     state.history.retain(|id| ids.contains(&id));
-    // Figures a control plane absorbed from heartbeats of deleted tasks.
-    for (id, _) in state.metrics.tasks.all() {
-        if !ids.contains(&id) {
+    // Figures a control plane took from heartbeats: gone with the task, or
+    // stale once no worker has reported them for a while (the task moved to
+    // a worker that heartbeats to another control plane, or stopped running).
+    let stale_after = state.cluster.as_ref().map_or(30_000, |c| c.lease_ms.saturating_mul(3).max(30_000));
+    for (id, stats) in state.metrics.tasks.all() {
+        let absorbed = stats.absorbed_ms();
+        if !ids.contains(&id) || (absorbed > 0 && now - absorbed > stale_after) {
             state.metrics.tasks.remove(id);
         }
     }
