@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dts_e2e::free_port;
+use dts_e2e::{dts_command, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts");
 const SEED_AUTH: &str = "Basic cmVwbGljYXRvcjpkdHNmb3IzLjE0MTU5MjY=";
@@ -25,14 +25,7 @@ impl Drop for Proc {
 
 /// A `dts` command with a clean environment (no inherited DTS_* settings).
 fn dts(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env("DTS_LOG", "warn");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DTS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
+    dts_command(BIN, dir)
 }
 
 fn get(port: u16, path: &str, auth: Option<&str>) -> Result<(u16, String), String> {
