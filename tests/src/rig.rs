@@ -26,6 +26,11 @@ impl Rig {
 
     /// A rig reading from `src`.
     pub async fn start_with(src: SourceDb) -> Option<Self> {
+        Self::start_tuned(src, |_| {}).await
+    }
+
+    /// A rig reading from `src`, its worker's settings changed by `tune`.
+    pub async fn start_tuned(src: SourceDb, tune: impl FnOnce(&mut dts_worker::WorkerConfig)) -> Option<Self> {
         let kafka = kafka_addr()?;
         let api = TestApi::start(Backend::Sqlite).await?;
         let mut cfg = dts_worker::WorkerConfig::new("test-node");
@@ -33,6 +38,7 @@ impl Rig {
         cfg.checkpoint_interval = Duration::from_millis(100);
         let server_id_base = random_server_id();
         cfg.server_id_base = server_id_base;
+        tune(&mut cfg);
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(dts_worker::Worker::new(api.db.store.clone(), cfg).run(stopped));
         Some(Self { api, src, kafka, server_id_base, stop_worker, worker })

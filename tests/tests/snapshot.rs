@@ -182,3 +182,199 @@ async fn snapshot_reads_respect_the_rate_limit() {
     dts_e2e::assert_rate_bound(&reads, 100.0, 20.0);
     rig.stop().await;
 }
+
+/// Writers hammering random keys while a copy in small chunks runs: every
+/// chunk boundary races inserts, updates and deletes.
+async fn hammer(pool: mysql_async::Pool, stop: tokio::sync::watch::Receiver<bool>, seed: u64) -> u64 {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut conn = pool.get_conn().await.unwrap();
+    let mut ops = 0;
+    while !*stop.borrow() {
+        let id = rng.gen_range(1..=2_400);
+        let v = rng.gen_range(0..1_000_000);
+        let (a, b) = (format!("k{}", rng.gen_range(0..40)), rng.gen_range(0..40));
+        let sql = match rng.gen_range(0..8) {
+            0 => format!("DELETE FROM race WHERE id = {id}"),
+            1 => format!("INSERT INTO race VALUES ({id}, {v}) ON DUPLICATE KEY UPDATE v = {v}"),
+            2 => format!("DELETE FROM race2 WHERE a = '{a}' AND b = {b}"),
+            3 => format!("INSERT INTO race2 VALUES ('{a}', {b}, {v}) ON DUPLICATE KEY UPDATE v = {v}"),
+            // Several rows in one transaction, across the key range.
+            4 => format!(
+                "UPDATE race SET v = {v} WHERE id IN ({id}, {}, {})",
+                (id + 600) % 2_400 + 1,
+                (id + 1_200) % 2_400 + 1
+            ),
+            // A key moved: its old image leaves, its new one arrives.
+            5 => format!("UPDATE IGNORE race SET id = {} WHERE id = {id}", 3_000 + id),
+            _ => format!("UPDATE race SET v = {v} WHERE id = {id}"),
+        };
+        conn.query_drop(sql).await.unwrap();
+        ops += 1;
+    }
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_racing_writes_at_every_chunk_boundary_ends_equal_to_the_table_copying_each_key_once() {
+    let Some(src) = dts_e2e::SourceDb::create().await else { return };
+    // 40-row chunks: the copy of 2,000 rows crosses 50 boundaries.
+    let Some(rig) = Rig::start_tuned(src, |cfg| {
+        cfg.snapshot_chunk_rows = 40;
+        cfg.topic_partitions = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let db = rig.src.db.clone();
+    rig.src
+        .exec(&[
+            "CREATE TABLE race (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE race2 (a VARCHAR(10), b INT, v INT, PRIMARY KEY (a, b))",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+            "INSERT INTO race SELECT seq * 2, seq FROM seq_1_to_1000",
+            "INSERT INTO race2 SELECT CONCAT('k', seq % 40), seq DIV 40, seq FROM seq_0_to_999",
+        ])
+        .await;
+    let topic = unique_topic("snaprace");
+    let body = rig.task(
+        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
+        json!([{"dbname": db, "match": "/race|race2|fence/"}]),
+    );
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["incr"] = json!(false);
+    // Slow enough that the writers race many chunks.
+    body["task"]["rate_limit"] = json!({"rate": 2000, "capacity": 200});
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writers: Vec<_> = (0..3)
+        .map(|seed| {
+            let (pool, stopped) = (rig.src.pool.clone(), stopped.clone());
+            tokio::spawn(hammer(pool, stopped, seed))
+        })
+        .collect();
+    let id = rig.submit(&body.to_string()).await;
+    rig.wait_task(id, "Snapshotting", |t| t["state"] == "Snapshotting").await;
+    rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
+    stop.send(true).unwrap();
+    let mut ops = 0;
+    for w in writers {
+        ops += w.await.unwrap();
+    }
+    assert!(ops > 100, "only {ops} writes raced the copy");
+    let fences = write_fences(&rig).await;
+    let messages = read_to_fence(&rig, &topic, &fences).await;
+
+    // One partition: the topic is in binlog order, so replaying it (a key
+    // that changes leaves under its old value) must rebuild each table.
+    let mut replayed: HashMap<&Value, BTreeMap<String, Value>> = HashMap::new();
+    for m in messages.iter().filter(|m| m.payload["source"]["table"] != "fence") {
+        let table = replayed.entry(&m.payload["source"]["table"]).or_default();
+        let key = |image: &Value| match image.get("id") {
+            Some(id) => id.to_string(),
+            None => format!("{}/{}", image["a"], image["b"]),
+        };
+        if !m.payload["before"].is_null() {
+            table.remove(&key(&m.payload["before"]));
+        }
+        if !m.payload["after"].is_null() {
+            table.insert(key(&m.payload["after"]), m.payload["after"].clone());
+        }
+    }
+    let mut conn = rig.src.pool.get_conn().await.unwrap();
+    let race: Vec<(i64, i64)> = conn.query("SELECT id, v FROM race").await.unwrap();
+    let want: BTreeMap<String, Value> =
+        race.iter().map(|(id, v)| (id.to_string(), json!({"id": id, "v": v}))).collect();
+    let got = replayed.remove(&json!("race")).unwrap_or_default();
+    assert_eq!(got.len(), want.len(), "rows of race");
+    assert!(got == want, "race differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
+
+    let race2: Vec<(String, i64, i64)> = conn.query("SELECT a, b, v FROM race2").await.unwrap();
+    let want: BTreeMap<String, Value> =
+        race2.into_iter().map(|(a, b, v)| (format!("\"{a}\"/{b}"), json!({"a": a, "b": b, "v": v}))).collect();
+    let got = replayed.remove(&json!("race2")).unwrap_or_default();
+    assert!(got == want, "race2 differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
+
+    // The copy sends each key at most once.
+    let mut copied: HashMap<(&Value, &str), usize> = HashMap::new();
+    for m in messages.iter().filter(|m| m.payload["op"] == "r") {
+        *copied.entry((&m.payload["source"]["table"], m.key.as_str())).or_default() += 1;
+    }
+    let twice: Vec<_> = copied.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "keys copied twice: {twice:?}");
+
+    // Per-table progress is in the task's detail.
+    let detail = rig.api.call("GET", &format!("/v1/task/{id}"), None).await;
+    let detail = detail.expect_ok();
+    assert!(detail["snapshot"].is_null(), "no copy section once streaming: {detail}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
+    let Some(src) = dts_e2e::SourceDb::create().await else { return };
+    let Some(rig) = Rig::start_tuned(src, |cfg| cfg.snapshot_chunk_rows = 200).await else { return };
+    let db = rig.src.db.clone();
+    rig.src
+        .exec(&[
+            "CREATE TABLE alt (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+            "INSERT INTO alt SELECT seq, seq FROM seq_1_to_20000",
+        ])
+        .await;
+    let topic = unique_topic("snapalter");
+    let body = rig.task(
+        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
+        json!([{"dbname": db, "match": "/alt|fence/"}]),
+    );
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["incr"] = json!(false);
+    // About ten seconds of copy.
+    body["task"]["rate_limit"] = json!({"rate": 2000, "capacity": 200});
+    let id = rig.submit(&body.to_string()).await;
+    let copying = |d: &Value| {
+        let rows = d["snapshot"]["rows_copied"].as_i64().unwrap_or(0);
+        d["state"] == "Snapshotting" && rows > 0 && rows < 20_000
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let d = rig.api.call("GET", &format!("/v1/task/{id}"), None).await;
+        if copying(d.expect_ok()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no copy progress: {}", d.expect_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The server enforces the bound: the ALTER fails if it waits 2 s for
+    // the table's metadata lock, as it would behind a copy-long transaction.
+    let mut conn = rig.src.pool.get_conn().await.unwrap();
+    conn.query_drop("SET SESSION lock_wait_timeout = 2").await.unwrap();
+    conn.query_drop("ALTER TABLE alt ADD COLUMN extra INT NOT NULL DEFAULT 7").await.expect("ALTER during the copy");
+    conn.query_drop("UPDATE alt SET v = -v WHERE id % 1000 = 0").await.unwrap();
+    let d = rig.api.call("GET", &format!("/v1/task/{id}"), None).await;
+    assert!(copying(d.expect_ok()), "the ALTER ran mid-copy: {}", d.expect_ok());
+
+    rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
+    let fences = write_fences(&rig).await;
+    let messages = read_to_fence(&rig, &topic, &fences).await;
+    let rows: Vec<(i64, i64, i64)> = conn.query("SELECT id, v, extra FROM alt").await.unwrap();
+    let want: BTreeMap<String, Value> =
+        rows.iter().map(|(id, v, e)| (id.to_string(), json!({"id": id, "v": v, "extra": e}))).collect();
+    let latest_alt = latest(&messages, "alt");
+    let got: BTreeMap<String, Value> = present(&latest_alt)
+        .into_iter()
+        // Rows copied before the ALTER and not changed since lack the column.
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            v.as_object_mut().unwrap().entry("extra").or_insert(json!(7));
+            (k.to_owned(), v)
+        })
+        .collect();
+    assert_eq!(got.len(), 20_000);
+    assert!(got == want, "alt differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
+    assert!(
+        messages.iter().any(|m| m.payload["op"] == "r" && m.payload["after"]["extra"] == 7),
+        "rows copied after the ALTER carry the new column"
+    );
+    rig.stop().await;
+}

@@ -83,18 +83,68 @@ pub struct SnapshotView {
     pub tables_total: usize,
     pub tables_done: usize,
     pub rows_copied: u64,
+    /// The catalogue's row estimates, summed (InnoDB's are approximate).
+    pub estimated_rows: u64,
+    /// Seconds left at the copy's average rate so far, from the estimates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    pub tables: Vec<SnapshotTableView>,
+}
+
+/// One table's copy.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotTableView {
+    pub table: String,
+    pub done: bool,
+    pub rows: u64,
+    pub chunks: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<u64>,
+    /// The index the copy walks; empty for a table read in one scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Summarises the `snapshot` section the worker keeps in the checkpoint
-/// (`{"snapshot": {"tables": [{"done": bool, ..}], "rows_copied": n}}`).
-fn snapshot_view(checkpoint: Option<&str>) -> Option<SnapshotView> {
+/// (`{"snapshot": {"tables": [{"db", "table", "done", "rows", ..}], "rows_copied": n}}`).
+fn snapshot_view(checkpoint: Option<&str>, now_ms: i64) -> Option<SnapshotView> {
     let v: serde_json::Value = serde_json::from_str(checkpoint?).ok()?;
     let s = v.get("snapshot")?;
-    let tables = s.get("tables")?.as_array()?;
+    let u64_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let tables: Vec<SnapshotTableView> = s
+        .get("tables")?
+        .as_array()?
+        .iter()
+        .map(|t| SnapshotTableView {
+            table: format!("{}.{}", str_of(t, "db").unwrap_or_default(), str_of(t, "table").unwrap_or_default()),
+            done: t["done"] == true,
+            rows: u64_of(t, "rows").unwrap_or(0),
+            chunks: u64_of(t, "chunks").unwrap_or(0),
+            estimated_rows: u64_of(t, "estimated_rows"),
+            key: str_of(t, "key"),
+            note: str_of(t, "note"),
+        })
+        .collect();
+    let rows_copied = u64_of(s, "rows_copied").unwrap_or(0);
+    let estimated_rows = tables.iter().map(|t| t.estimated_rows.unwrap_or(0).max(t.rows)).sum::<u64>();
+    // Rows left: what the estimates say the unfinished tables still hold.
+    let left: u64 =
+        tables.iter().filter(|t| !t.done).map(|t| t.estimated_rows.unwrap_or(0).saturating_sub(t.rows)).sum();
+    let elapsed_ms = u64_of(s, "started_ms").map(|start| now_ms.saturating_sub(start as i64).max(0) as u64);
+    let eta_seconds = match elapsed_ms {
+        Some(ms) if ms > 0 && rows_copied > 0 => Some(left.saturating_mul(ms) / rows_copied / 1000),
+        _ => None,
+    };
     Some(SnapshotView {
         tables_total: tables.len(),
-        tables_done: tables.iter().filter(|t| t["done"] == true).count(),
-        rows_copied: s.get("rows_copied").and_then(serde_json::Value::as_u64).unwrap_or(0),
+        tables_done: tables.iter().filter(|t| t.done).count(),
+        rows_copied,
+        estimated_rows,
+        eta_seconds,
+        tables,
     })
 }
 
@@ -115,7 +165,7 @@ impl<'a> From<&'a TaskRecord> for TaskDetail<'a> {
             version: t.version,
             epoch: t.epoch,
             worker_id: t.worker_id.as_deref(),
-            snapshot: snapshot_view(t.checkpoint.as_deref()),
+            snapshot: snapshot_view(t.checkpoint.as_deref(), dts_store::now_ms()),
             task: &t.spec,
         }
     }
@@ -131,14 +181,26 @@ pub struct StateChange {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
 
     #[test]
     fn snapshot_progress_is_read_from_the_checkpoint() {
-        let cp = r#"{"flavor":"mariadb","file":"f","pos":4,"gtid":"","snapshot":{"tables":[{"db":"d","table":"a","done":true},{"db":"d","table":"b","done":false}],"rows_copied":1234}}"#;
-        assert_eq!(snapshot_view(Some(cp)), Some(SnapshotView { tables_total: 2, tables_done: 1, rows_copied: 1234 }));
-        assert_eq!(snapshot_view(Some(r#"{"flavor":"mariadb","file":"f","pos":4}"#)), None);
-        assert_eq!(snapshot_view(None), None);
-        assert_eq!(snapshot_view(Some("not json")), None);
+        let cp = r#"{"flavor":"mariadb","file":"f","pos":4,"gtid":"","snapshot":{"started_ms":1000,"rows_copied":1000,
+            "tables":[{"db":"d","table":"a","done":true,"rows":600,"chunks":1,"estimated_rows":500,"key":"PRIMARY"},
+                      {"db":"d","table":"b","done":false,"rows":400,"chunks":1,"estimated_rows":2400,"key":""}]}}"#;
+        let view = snapshot_view(Some(cp), 11_000).expect("a view");
+        assert_eq!((view.tables_total, view.tables_done, view.rows_copied), (2, 1, 1000));
+        assert_eq!(view.estimated_rows, 600 + 2400, "a table past its estimate counts what it copied");
+        // 1000 rows in 10 s; 2000 left.
+        assert_eq!(view.eta_seconds, Some(20));
+        assert_eq!(view.tables[1].table, "d.b");
+        assert_eq!(view.tables[1].key.as_deref(), Some(""));
+        let old = r#"{"flavor":"mariadb","file":"f","pos":4,"snapshot":{"tables":[{"db":"d","table":"a","done":false}],"rows_copied":5}}"#;
+        let view = snapshot_view(Some(old), 0).expect("a view");
+        assert_eq!((view.tables_total, view.eta_seconds, view.tables[0].rows), (1, None, 0));
+        assert_eq!(snapshot_view(Some(r#"{"flavor":"mariadb","file":"f","pos":4}"#), 0), None);
+        assert_eq!(snapshot_view(None, 0), None);
+        assert_eq!(snapshot_view(Some("not json"), 0), None);
     }
 }

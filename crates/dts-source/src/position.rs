@@ -47,6 +47,9 @@ pub struct SnapshotProgress {
     pub tables: Vec<TableProgress>,
     /// Rows delivered so far, all tables.
     pub rows_copied: u64,
+    /// When the copy was planned (ms since the epoch; 0 when unknown).
+    #[serde(default)]
+    pub started_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,10 +57,32 @@ pub struct TableProgress {
     pub db: String,
     pub table: String,
     pub done: bool,
-    /// Primary-key values of the last delivered row (tagged JSON values);
-    /// `None` before the first chunk, and for tables copied in one scan.
+    /// Key values of the last delivered row (tagged JSON values); `None`
+    /// before the first chunk, and for tables copied in one scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_key: Option<Vec<serde_json::Value>>,
+    /// Rows of this table delivered so far.
+    #[serde(default)]
+    pub rows: u64,
+    /// Chunks of this table delivered so far.
+    #[serde(default)]
+    pub chunks: u64,
+    /// The catalogue's row estimate when the copy was planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<u64>,
+    /// The index the copy walks (`PRIMARY` or a unique index's name); empty
+    /// when the table has none and is read in one scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Anything an operator should know about this table's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl TableProgress {
+    pub fn new(db: String, table: String, estimated_rows: Option<u64>) -> Self {
+        Self { db, table, done: false, last_key: None, rows: 0, chunks: 0, estimated_rows, key: None, note: None }
+    }
 }
 
 impl SnapshotProgress {

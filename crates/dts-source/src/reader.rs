@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::ddl::{classify, effects, Statement};
 use crate::decode::decode;
 use crate::history::SchemaHistory;
-use crate::position::{Checkpoint, Flavor, MariaGtidState, MysqlGtidSet};
+use crate::position::{Checkpoint, Flavor, MariaGtidState, MysqlGtidSet, SnapshotProgress};
 use crate::schema::{kind_of_binlog, normalize_charset, BinlogColumn, BinlogShape, ColumnKind, Resolved, SchemaCache};
 use crate::{ServerInfo, SourceConfig, SourceError};
 
@@ -65,6 +65,32 @@ pub trait Selection: Send + Sync {
     fn needs_column_names(&self, db: &str, table: &str) -> bool;
 }
 
+/// The binlog stream, read one event at a time: [`stream`] runs it alone,
+/// [`crate::snapshot::run`] interleaves it with the copy of existing rows.
+pub struct BinlogStream {
+    schemas: SchemaCache,
+    binlog: mysql_async::BinlogStream,
+    state: Tracker,
+    select: Arc<dyn Selection>,
+    tx: mpsc::Sender<SourceItem>,
+    idle_timeout: std::time::Duration,
+    /// The end of the last event read: `(file, position)`.
+    at: (String, u64),
+    /// Between a transaction's first event (GTID, BEGIN) and its end.
+    mid_group: bool,
+    /// The checkpoint after the last transaction read.
+    last: Checkpoint,
+    /// While existing rows are copied, their progress rides on every
+    /// checkpoint, so a restart resumes the copy where it was.
+    copy: Option<SnapshotProgress>,
+}
+
+impl std::fmt::Debug for BinlogStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BinlogStream").field("at", &self.at).field("last", &self.last.display()).finish_non_exhaustive()
+    }
+}
+
 /// Streams from `start` until the receiver goes away (`Ok`) or an error.
 pub async fn stream(
     cfg: &SourceConfig,
@@ -73,60 +99,124 @@ pub async fn stream(
     select: Arc<dyn Selection>,
     tx: mpsc::Sender<SourceItem>,
 ) -> Result<(), SourceError> {
-    let mut schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb, start.schemas.clone());
-    let mut conn = cfg.connect().await?;
-    let mut state = Tracker::new(info, start)?;
-    // Heartbeats every second keep an idle stream provably alive.
-    conn.query_drop("SET @master_heartbeat_period = 1000000000").await.map_err(SourceError::from_mysql)?;
-    let mut request = BinlogStreamRequest::new(cfg.server_id);
-    let by_gtid = !start.gtid.is_empty() && info.gtids;
-    match info.flavor {
-        Flavor::MariaDb => {
-            // Without it MariaDB replaces GTID events with dummy QUERY events.
-            conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(SourceError::from_mysql)?;
-            if by_gtid {
-                conn.exec_drop("SET @slave_connect_state = ?", (start.gtid.clone(),))
-                    .await
-                    .map_err(SourceError::from_mysql)?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 1").await.map_err(SourceError::from_mysql)?;
-            }
-        }
-        Flavor::MySql => {}
-    }
-    if by_gtid && info.flavor == Flavor::MySql {
-        let sids = start
-            .gtid
-            .split(',')
-            .map(|s| s.trim().parse::<mysql_async::Sid<'static>>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SourceError::Definite(format!("checkpoint GTID set {:?}: {e}", start.gtid)))?;
-        request = request.with_gtid().with_gtid_set(sids);
-    } else if !by_gtid {
-        request = request.with_filename(start.file.as_bytes()).with_pos(start.pos);
-    }
-    let mut binlog = conn.get_binlog_stream(request).await.map_err(SourceError::from_mysql)?;
-    tracing::info!(from = %start.display(), server_id = cfg.server_id, "binlog stream started");
+    let mut binlog = BinlogStream::open(cfg, info, start, select, tx).await?;
+    while binlog.step().await? {}
+    Ok(())
+}
 
-    loop {
-        // The pipeline dropping its receiver is the reader's shutdown signal.
+impl BinlogStream {
+    /// Connects as a replica and asks for the binlog from `start`.
+    pub async fn open(
+        cfg: &SourceConfig,
+        info: &ServerInfo,
+        start: &Checkpoint,
+        select: Arc<dyn Selection>,
+        tx: mpsc::Sender<SourceItem>,
+    ) -> Result<Self, SourceError> {
+        let schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb, start.schemas.clone());
+        let mut conn = cfg.connect().await?;
+        let state = Tracker::new(info, start)?;
+        // Heartbeats every second keep an idle stream provably alive.
+        conn.query_drop("SET @master_heartbeat_period = 1000000000").await.map_err(SourceError::from_mysql)?;
+        // The stream pauses while a table without a unique key is copied in
+        // one scan: the server must not drop a replica that reads slowly.
+        conn.query_drop("SET SESSION net_write_timeout = 86400").await.map_err(SourceError::from_mysql)?;
+        let mut request = BinlogStreamRequest::new(cfg.server_id);
+        let by_gtid = !start.gtid.is_empty() && info.gtids;
+        match info.flavor {
+            Flavor::MariaDb => {
+                // Without it MariaDB replaces GTID events with dummy QUERY events.
+                conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(SourceError::from_mysql)?;
+                if by_gtid {
+                    conn.exec_drop("SET @slave_connect_state = ?", (start.gtid.clone(),))
+                        .await
+                        .map_err(SourceError::from_mysql)?;
+                    conn.query_drop("SET @slave_gtid_strict_mode = 1").await.map_err(SourceError::from_mysql)?;
+                }
+            }
+            Flavor::MySql => {}
+        }
+        if by_gtid && info.flavor == Flavor::MySql {
+            let sids = start
+                .gtid
+                .split(',')
+                .map(|s| s.trim().parse::<mysql_async::Sid<'static>>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SourceError::Definite(format!("checkpoint GTID set {:?}: {e}", start.gtid)))?;
+            request = request.with_gtid().with_gtid_set(sids);
+        } else if !by_gtid {
+            request = request.with_filename(start.file.as_bytes()).with_pos(start.pos);
+        }
+        let binlog = conn.get_binlog_stream(request).await.map_err(SourceError::from_mysql)?;
+        tracing::info!(from = %start.display(), server_id = cfg.server_id, "binlog stream started");
+        Ok(Self {
+            schemas,
+            binlog,
+            state,
+            select,
+            tx,
+            idle_timeout: cfg.idle_timeout,
+            at: (start.file.clone(), start.pos),
+            mid_group: false,
+            last: Checkpoint { snapshot: None, ..start.clone() },
+            copy: start.snapshot.clone(),
+        })
+    }
+
+    /// True between transactions: the position is a place to resume from.
+    pub fn at_boundary(&self) -> bool {
+        !self.mid_group && !self.state.in_txn
+    }
+
+    /// The end of the last event read.
+    pub fn position(&self) -> (&str, u64) {
+        (&self.at.0, self.at.1)
+    }
+
+    /// The checkpoint after the last transaction read, with the copy's progress.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint { snapshot: self.copy.clone(), ..self.last.clone() }
+    }
+
+    pub fn set_copy(&mut self, copy: Option<SnapshotProgress>) {
+        self.copy = copy;
+    }
+
+    pub fn schemas(&mut self) -> &mut SchemaCache {
+        &mut self.schemas
+    }
+
+    pub fn sender(&self) -> &mpsc::Sender<SourceItem> {
+        &self.tx
+    }
+
+    /// Reads and forwards one event; `Ok(false)` when the receiver is gone
+    /// (the pipeline dropping it is the reader's shutdown signal).
+    pub async fn step(&mut self) -> Result<bool, SourceError> {
         let next = tokio::select! {
             biased;
-            () = tx.closed() => return Ok(()),
-            next = tokio::time::timeout(cfg.idle_timeout, binlog.next()) => next,
+            () = self.tx.closed() => return Ok(false),
+            next = tokio::time::timeout(self.idle_timeout, self.binlog.next()) => next,
         };
         let event = match next {
             Err(_) => {
                 return Err(SourceError::Transient(format!(
                     "no event or heartbeat from the source in {:?}",
-                    cfg.idle_timeout
+                    self.idle_timeout
                 )))
             }
             Ok(None) => return Err(SourceError::Transient("the source closed the binlog stream".into())),
             Ok(Some(Err(e))) => return Err(SourceError::from_mysql(e)),
             Ok(Some(Ok(event))) => event,
         };
+        let (select, tx, state) = (&self.select, &self.tx, &mut self.state);
         let header = event.header();
         let raw_type = header.event_type_raw();
+        // Artificial events (the first ROTATE, MariaDB's fake GTID list)
+        // carry no position.
+        if header.log_pos() != 0 {
+            self.at.1 = u64::from(header.log_pos());
+        }
         let pos = SourcePosition {
             server_id: header.server_id(),
             gtid: state.txn_gtid.clone(),
@@ -149,13 +239,14 @@ pub async fn stream(
                 // SELECT): MariaDB logs no BEGIN for it.
                 let standalone = data[12] & MARIADB_FL_STANDALONE != 0;
                 state.begin_mariadb(domain, header.server_id(), seq, standalone);
-                continue;
+                self.mid_group = true;
+                return Ok(true);
             }
-            MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST => continue,
+            MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST => return Ok(true),
             HEARTBEAT_LOG_EVENT => {
                 // Only a hint for lag: a full queue means the stream is not idle.
                 let _ = tx.try_send(SourceItem::Idle { at_ms: unix_ms() });
-                continue;
+                return Ok(true);
             }
             _ => {}
         }
@@ -163,15 +254,22 @@ pub async fn stream(
         let commit = match data {
             Some(EventData::RotateEvent(r)) => {
                 state.rotate(r.name_raw(), header.log_pos() == 0 && !state.seen_fde);
+                self.at = (state.file.clone(), r.position());
                 false
             }
-            Some(EventData::FormatDescriptionEvent(_)) => state.observe(Seen::FormatDescription),
-            Some(EventData::GtidEvent(g)) => state.observe(Seen::MysqlGtid { sid: g.sid(), gno: g.gno() }),
+            Some(EventData::FormatDescriptionEvent(_)) => {
+                self.mid_group = false;
+                state.observe(Seen::FormatDescription)
+            }
+            Some(EventData::GtidEvent(g)) => {
+                self.mid_group = true;
+                state.observe(Seen::MysqlGtid { sid: g.sid(), gno: g.gno() })
+            }
             Some(EventData::QueryEvent(q)) => match classify(&q.query()) {
                 Statement::Ddl { db, table } => {
                     let query = q.query();
                     let db = db.unwrap_or_else(|| q.schema().into_owned());
-                    schemas.apply_ddl(&effects(&query, &q.schema()));
+                    self.schemas.apply_ddl(&effects(&query, &q.schema()));
                     let selected = match &table {
                         Some(t) => select.table(&db, t),
                         None => select.database(&db),
@@ -179,7 +277,7 @@ pub async fn stream(
                     if selected {
                         let ddl = DdlChange { db, table, statement: q.query().into_owned(), source: pos.clone() };
                         if tx.send(SourceItem::Change(Change::Ddl(ddl))).await.is_err() {
-                            return Ok(());
+                            return Ok(false);
                         }
                     }
                     state.observe(Seen::Ddl(&query))
@@ -188,24 +286,29 @@ pub async fn stream(
             },
             Some(EventData::XidEvent(_)) => state.observe(Seen::Xid),
             Some(EventData::RowsEvent(rows)) => {
-                let Some(tme) = binlog.get_tme(rows.table_id()) else {
+                let Some(tme) = self.binlog.get_tme(rows.table_id()) else {
                     return Err(SourceError::Definite(format!("rows event for unknown table id {}", rows.table_id())));
                 };
                 let (db, table) = (tme.database_name().into_owned(), tme.table_name().into_owned());
-                if select.table(&db, &table) && !send_rows(&rows, tme, &mut schemas, select.as_ref(), pos, &tx).await? {
-                    return Ok(());
+                if select.table(&db, &table)
+                    && !send_rows(&rows, tme, &mut self.schemas, select.as_ref(), pos, tx).await?
+                {
+                    return Ok(false);
                 }
                 false
             }
             _ => false,
         };
         if commit {
-            let checkpoint = state.commit(u64::from(header.log_pos()), schemas.history());
-            let item = SourceItem::Commit { checkpoint, ts_ms: i64::from(header.timestamp()) * 1000 };
-            if tx.send(item).await.is_err() {
-                return Ok(());
+            self.mid_group = false;
+            self.last = state.commit(u64::from(header.log_pos()), self.schemas.history());
+            let item =
+                SourceItem::Commit { checkpoint: self.checkpoint(), ts_ms: i64::from(header.timestamp()) * 1000 };
+            if self.tx.send(item).await.is_err() {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
 }
 

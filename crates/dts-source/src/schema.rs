@@ -354,6 +354,11 @@ impl SchemaCache {
         })
     }
 
+    /// The table's current info from the catalogue; `None` when it does not exist.
+    pub async fn lookup(&mut self, db: &str, table: &str) -> Result<Option<Arc<TableInfo>>, SourceError> {
+        self.catalogue(db, table).await
+    }
+
     async fn catalogue(&mut self, db: &str, table: &str) -> Result<Option<Arc<TableInfo>>, SourceError> {
         let key = (db.to_owned(), table.to_owned());
         if let Some(info) = self.catalogue.get(&key) {

@@ -1,28 +1,39 @@
-//! Copying existing rows for `incr: false` tasks, then handing over to the
-//! binlog stream with no gap.
+//! Copying existing rows for `incr: false` tasks while the binlog stream
+//! keeps flowing: no lock, no long transaction, no writes to the source.
 //!
-//! How the copy stays consistent without a long lock: it reads inside one
-//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`. MariaDB reports the exact
-//! binlog position of that snapshot (`binlog_snapshot_file/position`), so
-//! streaming from there neither misses nor repeats a change; no lock is
-//! taken at all. MySQL has no such status, so the snapshot is opened under
-//! `FLUSH TABLES WITH READ LOCK`, held only while the transaction starts and
-//! `SHOW MASTER STATUS` is read (milliseconds).
+//! # How a chunk is read (watermarks from the source's own snapshot)
+//! The copy runs in the reader's loop, between transactions of the stream.
+//! For each chunk of a table (a few thousand rows in key order):
+//! 1. A short `START TRANSACTION WITH CONSISTENT SNAPSHOT` is opened and its
+//!    binlog position `P` read. MariaDB reports it exactly
+//!    (`binlog_snapshot_file/position`: every transaction up to `P` is in the
+//!    snapshot, none after); MySQL has no such status, so `P` is its binlog
+//!    end read inside the transaction, and opening is retried until that
+//!    end did not move while the snapshot was taken.
+//! 2. The stream reads on until it stands exactly at `P`, sending every
+//!    change up to there. Should it already be past `P` (a transaction
+//!    written to the binlog but not yet committed in the engine when the
+//!    snapshot was taken), the snapshot is dropped and opened again.
+//! 3. One keyset `SELECT` reads the chunk (`WHERE key > last ORDER BY key
+//!    LIMIT n`, never `OFFSET`), the transaction commits, and the rows go out
+//!    as `op: "r"`, then a checkpoint that records the chunk.
 //!
-//! Tables are read in primary-key order in chunks (keyset pagination, never
-//! OFFSET), streaming each row into the pipeline, so memory does not depend
-//! on table size. After each chunk a commit carries the progress (the last
-//! key of every table), and it becomes the task's checkpoint once Kafka has
-//! acknowledged the chunk. A worker killed mid-copy resumes after the last
-//! acknowledged chunk in a new snapshot and then streams from the *first*
-//! snapshot's position: rows copied later than that position may be sent
-//! again by the stream, which is the at-least-once a crash allows.
+//! The rows are the table as of `P`, sent at `P` in the stream's order:
+//! every change before them is older, every change after them newer, so the
+//! topic ends equal to the table and the copy sends each key once. The
+//! transaction lives for one chunk's `SELECT`, so an `ALTER TABLE` waits at
+//! most that long and purge is held back no longer; the stream pauses only
+//! while a chunk is read.
 //!
-//! A table without a primary key is read in one ordered-by-nothing scan;
-//! after a crash that table is copied again from its start (duplicates, no
-//! loss).
+//! Tables are keyed by their primary key, else by their smallest unique
+//! index over NOT NULL columns. A table with neither is read in one scan
+//! at its `P` (the stream pauses for that scan, the transaction spans it),
+//! and a restart copies it again from its start; its progress says so.
+//! Memory is one chunk of rows, whatever the table's size.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -30,234 +41,507 @@ use dts_core::event::{Change, Op, Row, RowChange, SourcePosition};
 use dts_core::now_ms;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value as My;
-use tokio::sync::mpsc;
 
 use crate::decode::decode_query;
-use crate::position::{Checkpoint, Flavor, SnapshotProgress, TableProgress};
+use crate::position::{Flavor, SnapshotProgress, TableProgress};
 use crate::pushdown::where_clause;
-use crate::reader::{Selection, SourceItem};
-use crate::schema::{SchemaCache, TableInfo};
+use crate::reader::{BinlogStream, Selection, SourceItem};
+use crate::schema::TableInfo;
 use crate::{ServerInfo, SourceConfig, SourceError};
 
-/// An open consistent snapshot and the binlog position it matches.
-pub struct Snapshot {
-    conn: mysql_async::Conn,
-    pub position: Checkpoint,
-}
-
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot").field("position", &self.position).finish_non_exhaustive()
-    }
-}
+/// How long a chunk may keep failing to line its snapshot up with the
+/// stream before the run is retried from its checkpoint.
+const ALIGN_DEADLINE: Duration = Duration::from_secs(30);
+/// Server errors after which a chunk is read again with a fresh table
+/// definition: the table changed (1412), vanished (1146) or lost a column
+/// (1054) since its shape was read.
+const TABLE_CHANGED: [u16; 3] = [1412, 1146, 1054];
+/// Consecutive such failures on one table before the run gives up.
+const MAX_TABLE_RETRIES: u32 = 20;
 
 fn err(e: mysql_async::Error) -> SourceError {
     SourceError::from_mysql(e)
 }
 
-/// Opens a consistent snapshot.
-pub async fn begin(cfg: &SourceConfig, info: &ServerInfo) -> Result<Snapshot, SourceError> {
-    let mut conn = cfg.connect().await?;
-    // TIMESTAMP values are read in UTC, like the binlog's.
-    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(err)?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(err)?;
-    let position = match info.flavor {
-        Flavor::MariaDb => {
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(err)?;
-            let status: Vec<(String, String)> =
-                conn.query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'").await.map_err(err)?;
-            let get = |name: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-            let (Some(file), Some(pos)) = (get("binlog_snapshot_file"), get("binlog_snapshot_position")) else {
-                return Err(SourceError::Definite(
-                    "the source reports no binlog snapshot position (is log_bin on?)".into(),
-                ));
-            };
-            let pos: u64 =
-                pos.parse().map_err(|_| SourceError::Definite(format!("bad binlog_snapshot_position {pos}")))?;
-            let gtid: Option<String> =
-                conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos)).await.map_err(err)?;
-            Checkpoint {
-                flavor: Flavor::MariaDb,
-                file,
-                pos,
-                gtid: gtid.unwrap_or_default(),
-                snapshot: None,
-                schemas: Default::default(),
-            }
-        }
-        Flavor::MySql => {
-            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
-                SourceError::Definite(format!(
-                    "opening a consistent snapshot needs the RELOAD privilege (FLUSH TABLES WITH READ LOCK): {e}"
-                ))
-            })?;
-            let started = async {
-                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(err)?;
-                crate::current_position(&mut conn, info).await
-            }
-            .await;
-            conn.query_drop("UNLOCK TABLES").await.map_err(err)?;
-            started?
-        }
-    };
-    Ok(Snapshot { conn, position })
-}
-
-/// The tables the task copies, in a stable order.
+/// The tables the task copies, in a stable order, with the catalogue's
+/// row estimates.
 pub async fn plan(
-    snapshot: &mut Snapshot,
+    conn: &mut mysql_async::Conn,
     dbs: &[String],
     select: &dyn Selection,
 ) -> Result<Vec<TableProgress>, SourceError> {
     let mut out = Vec::new();
     for db in dbs {
-        let tables: Vec<String> = snapshot
-            .conn
+        let tables: Vec<(String, Option<u64>)> = conn
             .exec(
-                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
                  WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
                 (db,),
             )
             .await
             .map_err(err)?;
-        out.extend(tables.into_iter().filter(|t| select.table(db, t)).map(|table| TableProgress {
-            db: db.clone(),
-            table,
-            done: false,
-            last_key: None,
-        }));
+        out.extend(
+            tables
+                .into_iter()
+                .filter(|(t, _)| select.table(db, t))
+                .map(|(table, estimate)| TableProgress::new(db.clone(), table, estimate)),
+        );
     }
     Ok(out)
 }
 
-/// Copies every table not yet done in `start.snapshot`, sending rows and a
-/// commit after each chunk. Returns the position streaming starts from.
-pub async fn copy(
-    mut snapshot: Snapshot,
-    start: &Checkpoint,
-    cfg: &SourceConfig,
-    info: &ServerInfo,
+/// Runs the stream, interleaving the copy's chunks while `copier` has
+/// tables left. Ends when the receiver is gone (`Ok`) or on an error.
+pub async fn run(mut stream: BinlogStream, mut copier: Option<Copier>) -> Result<(), SourceError> {
+    loop {
+        if let Some(c) = copier.as_mut() {
+            if stream.at_boundary() {
+                match c.next_chunk(&mut stream).await? {
+                    Flow::More => continue,
+                    Flow::Finished => {
+                        copier = None;
+                        continue;
+                    }
+                    Flow::Closed => return Ok(()),
+                }
+            }
+        }
+        if !stream.step().await? {
+            return Ok(());
+        }
+    }
+}
+
+/// What a chunk step left to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    More,
+    Finished,
+    /// The receiver is gone.
+    Closed,
+}
+
+/// The copy of existing rows: its own connection, and how far it came.
+pub struct Copier {
+    conn: mysql_async::Conn,
+    flavor: Flavor,
     select: Arc<dyn Selection>,
     chunk_rows: usize,
-    tx: &mpsc::Sender<SourceItem>,
-) -> Result<Option<Checkpoint>, SourceError> {
-    let mut progress = start.snapshot.clone().unwrap_or(SnapshotProgress { tables: Vec::new(), rows_copied: 0 });
-    let mut schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb, Default::default());
-    let stream_from = Checkpoint { snapshot: None, ..start.clone() };
-    for i in 0..progress.tables.len() {
-        if progress.tables[i].done {
-            continue;
+    progress: SnapshotProgress,
+    /// The key columns of the table being copied (by column position).
+    key: Option<(String, String, CopyKey)>,
+    failures: u32,
+}
+
+impl std::fmt::Debug for Copier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Copier").field("progress", &self.progress).finish_non_exhaustive()
+    }
+}
+
+/// How a table is walked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CopyKey {
+    /// In chunks, ordered by these columns (a primary or unique key).
+    Columns { columns: Vec<usize>, name: String },
+    /// In one scan: nothing identifies a row.
+    Scan,
+}
+
+/// Where a chunk's snapshot stands.
+struct Snapshot {
+    file: String,
+    pos: u64,
+}
+
+/// Orders binlog coordinates: by the file's sequence number, then position.
+pub fn compare_positions(a: (&str, u64), b: (&str, u64)) -> Ordering {
+    let seq = |f: &str| f.rsplit_once('.').and_then(|(_, n)| n.parse::<u64>().ok());
+    let files = match (seq(a.0), seq(b.0)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => a.0.cmp(b.0),
+    };
+    files.then(a.1.cmp(&b.1))
+}
+
+impl Copier {
+    pub async fn connect(
+        cfg: &SourceConfig,
+        info: &ServerInfo,
+        select: Arc<dyn Selection>,
+        chunk_rows: usize,
+        progress: SnapshotProgress,
+    ) -> Result<Self, SourceError> {
+        let mut conn = cfg.connect().await?;
+        // TIMESTAMP values are read in UTC, like the binlog's.
+        conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(err)?;
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(err)?;
+        Ok(Self { conn, flavor: info.flavor, select, chunk_rows, progress, key: None, failures: 0 })
+    }
+
+    /// Copies the next chunk, at a snapshot lined up with the stream.
+    pub async fn next_chunk(&mut self, stream: &mut BinlogStream) -> Result<Flow, SourceError> {
+        let Some(i) = self.progress.tables.iter().position(|t| !t.done) else {
+            stream.set_copy(None);
+            let checkpoint = stream.checkpoint();
+            tracing::info!(rows = self.progress.rows_copied, "existing rows copied; streaming");
+            return Ok(if send(stream, SourceItem::Commit { checkpoint, ts_ms: now_ms() }).await {
+                Flow::Finished
+            } else {
+                Flow::Closed
+            });
+        };
+        let (db, table) = (self.progress.tables[i].db.clone(), self.progress.tables[i].table.clone());
+        let Some(snapshot) = self.align(stream).await? else { return Ok(Flow::Closed) };
+        let read = self.read_chunk(stream, i, &snapshot).await;
+        let rows = match read {
+            Ok(rows) => {
+                self.conn.query_drop("COMMIT").await.map_err(err)?;
+                self.failures = 0;
+                rows
+            }
+            Err(e) => {
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                return match e {
+                    ChunkError::Changed(e) if self.failures < MAX_TABLE_RETRIES => {
+                        // Read it again with the table's new definition.
+                        self.failures += 1;
+                        tracing::info!(%db, %table, error = %e, "the table changed under its copy; reading the chunk again");
+                        stream.schemas().forget(&db, Some(&table));
+                        self.key = None;
+                        Ok(Flow::More)
+                    }
+                    ChunkError::Changed(e) => Err(err(e)),
+                    ChunkError::Source(e) => Err(e),
+                    ChunkError::Closed => Ok(Flow::Closed),
+                };
+            }
+        };
+        let Some(rows) = rows else {
+            // The table is gone: nothing left to copy of it.
+            tracing::info!(%db, %table, "table dropped before its copy ended");
+            let t = &mut self.progress.tables[i];
+            t.done = true;
+            t.note = Some("dropped before its copy ended".into());
+            return self.commit(stream).await;
+        };
+        let count = rows.rows.len() as u64;
+        for change in rows.rows {
+            if !send(stream, SourceItem::Change(Change::Row(change))).await {
+                return Ok(Flow::Closed);
+            }
         }
-        let (db, table) = (progress.tables[i].db.clone(), progress.tables[i].table.clone());
-        let info = schemas.current(&db, &table).await?;
-        let filters = select.row_filters(&db, &table);
-        let condition = where_clause(&filters.iter().map(Option::as_ref).collect::<Vec<_>>(), &info);
-        let reader = TableReader { info: &info, condition, chunk_rows, position: &stream_from };
+        let t = &mut self.progress.tables[i];
+        t.rows += count;
+        t.chunks += 1;
+        t.last_key = rows.last_key.as_deref().map(encode_key).or(t.last_key.take());
+        t.done = rows.finished;
+        self.progress.rows_copied += count;
+        if rows.finished {
+            tracing::info!(%db, %table, rows = t.rows, chunks = t.chunks, "table copied");
+            self.key = None;
+        }
+        self.commit(stream).await
+    }
+
+    /// Sends the checkpoint that records the copy's progress.
+    async fn commit(&mut self, stream: &mut BinlogStream) -> Result<Flow, SourceError> {
+        stream.set_copy(Some(self.progress.clone()));
+        let checkpoint = stream.checkpoint();
+        Ok(if send(stream, SourceItem::Commit { checkpoint, ts_ms: now_ms() }).await {
+            Flow::More
+        } else {
+            Flow::Closed
+        })
+    }
+
+    /// Opens a snapshot and lets the stream read up to its position.
+    /// `None` when the receiver went away meanwhile.
+    async fn align(&mut self, stream: &mut BinlogStream) -> Result<Option<Snapshot>, SourceError> {
+        let deadline = tokio::time::Instant::now() + ALIGN_DEADLINE;
+        // First catch the stream up to the binlog's end without holding a
+        // snapshot, so a backlog does not keep one open.
+        let end = binlog_end(&mut self.conn).await?;
+        if !advance(stream, (&end.file, end.pos)).await? {
+            return Ok(None);
+        }
         loop {
-            let last_key = decode_key(progress.tables[i].last_key.as_deref())?;
-            let Some(outcome) = reader.chunk(&mut snapshot.conn, last_key, tx).await? else { return Ok(None) };
-            progress.rows_copied += outcome.rows;
-            progress.tables[i].last_key = outcome.last_key.as_deref().map(encode_key);
-            progress.tables[i].done = outcome.finished;
-            let checkpoint = Checkpoint { snapshot: Some(progress.clone()), ..stream_from.clone() };
-            if tx.send(SourceItem::Commit { checkpoint, ts_ms: now_ms() }).await.is_err() {
+            let snapshot = self.open_snapshot().await?;
+            if !advance(stream, (&snapshot.file, snapshot.pos)).await? {
+                let _ = self.conn.query_drop("ROLLBACK").await;
                 return Ok(None);
             }
-            if outcome.finished {
-                break;
+            if compare_positions(stream.position(), (&snapshot.file, snapshot.pos)) == Ordering::Equal {
+                return Ok(Some(snapshot));
+            }
+            // The stream is past the snapshot: a transaction it read was not
+            // yet visible. Take a newer snapshot.
+            self.conn.query_drop("ROLLBACK").await.map_err(err)?;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SourceError::Transient(format!(
+                    "the copy's snapshot could not be lined up with the binlog stream within {ALIGN_DEADLINE:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn open_snapshot(&mut self) -> Result<Snapshot, SourceError> {
+        match self.flavor {
+            Flavor::MariaDb => {
+                self.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(err)?;
+                let status: Vec<(String, String)> =
+                    self.conn.query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'").await.map_err(err)?;
+                let get = |name: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+                let (Some(file), Some(pos)) = (get("binlog_snapshot_file"), get("binlog_snapshot_position")) else {
+                    return Err(SourceError::Definite(
+                        "the source reports no binlog snapshot position (is log_bin on?)".into(),
+                    ));
+                };
+                let pos =
+                    pos.parse().map_err(|_| SourceError::Definite(format!("bad binlog_snapshot_position {pos}")))?;
+                Ok(Snapshot { file: file.clone(), pos })
+            }
+            Flavor::MySql => loop {
+                // The binlog end before and after the snapshot: equal, no
+                // transaction was written while it was taken.
+                let before = binlog_end(&mut self.conn).await?;
+                self.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(err)?;
+                let after = binlog_end(&mut self.conn).await?;
+                if before.file == after.file && before.pos == after.pos {
+                    return Ok(after);
+                }
+                self.conn.query_drop("ROLLBACK").await.map_err(err)?;
+            },
+        }
+    }
+
+    /// Reads one chunk of table `i` in the open snapshot. `Ok(None)` when
+    /// the table no longer exists.
+    async fn read_chunk(
+        &mut self,
+        stream: &mut BinlogStream,
+        i: usize,
+        at: &Snapshot,
+    ) -> Result<Option<ChunkRows>, ChunkError> {
+        let (db, table) = (self.progress.tables[i].db.clone(), self.progress.tables[i].table.clone());
+        let Some(info) = stream.schemas().lookup(&db, &table).await? else { return Ok(None) };
+        let key = match &self.key {
+            Some((d, t, key)) if *d == db && *t == table => key.clone(),
+            _ => {
+                let key = copy_key(&mut self.conn, &info).await.map_err(ChunkError::from_mysql)?;
+                self.key = Some((db.clone(), table.clone(), key.clone()));
+                key
+            }
+        };
+        let t = &mut self.progress.tables[i];
+        t.key = Some(match &key {
+            CopyKey::Columns { name, .. } => name.clone(),
+            CopyKey::Scan => String::new(),
+        });
+        if key == CopyKey::Scan {
+            t.note = Some(
+                "no primary or NOT NULL unique key: copied in one scan, again from its start after a restart".into(),
+            );
+        }
+        let filters = self.select.row_filters(&db, &table);
+        let condition = where_clause(&filters.iter().map(Option::as_ref).collect::<Vec<_>>(), &info);
+        let after = decode_key(t.last_key.as_deref())?;
+        let query = ChunkQuery { info: &info, key: &key, condition, limit: self.chunk_rows };
+        let (sql, params) = query.sql(after.as_deref());
+        let source = SourcePosition {
+            server_id: 0,
+            gtid: String::new(),
+            file: at.file.clone(),
+            pos: at.pos,
+            row: 0,
+            ts_ms: now_ms(),
+            snapshot: true,
+        };
+        let mut result = self.conn.exec_iter(sql, params).await.map_err(ChunkError::from_mysql)?;
+        let mut out = ChunkRows { rows: Vec::new(), last_key: None, finished: false };
+        let key_columns = match &key {
+            CopyKey::Columns { columns, .. } => Some(columns),
+            CopyKey::Scan => None,
+        };
+        while let Some(row) = result.next().await.map_err(ChunkError::from_mysql)? {
+            let raw = row.unwrap();
+            let values = raw
+                .iter()
+                .zip(&info.columns)
+                .map(|(v, col)| decode_query(v, col))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SourceError::Definite(format!("{db}.{table}: {e}")))?;
+            if let Some(columns) = key_columns {
+                out.last_key = Some(columns.iter().map(|&c| raw[c].clone()).collect());
+            }
+            let change = RowChange {
+                schema: info.schema.clone(),
+                op: Op::Read,
+                before: None,
+                after: Some(Row(values)),
+                source: source.clone(),
+            };
+            if key_columns.is_some() {
+                out.rows.push(change);
+            } else if !send(stream, SourceItem::Change(Change::Row(change))).await {
+                // A scan is unbounded: its rows go out as they come.
+                return Err(ChunkError::Closed);
+            } else {
+                self.progress.tables[i].rows += 1;
+                self.progress.rows_copied += 1;
             }
         }
-        tracing::info!(db = %db, table = %table, rows = progress.rows_copied, "table copied");
+        out.finished = key_columns.is_none() || out.rows.len() < self.chunk_rows;
+        Ok(Some(out))
     }
-    snapshot.conn.query_drop("COMMIT").await.map_err(err)?;
-    Ok(Some(stream_from))
 }
 
-struct TableReader<'a> {
-    info: &'a TableInfo,
-    condition: Option<String>,
-    chunk_rows: usize,
-    position: &'a Checkpoint,
+async fn send(stream: &BinlogStream, item: SourceItem) -> bool {
+    stream.sender().send(item).await.is_ok()
 }
 
-struct ChunkOutcome {
-    rows: u64,
+/// Reads events until the stream stands between transactions at or past
+/// `to`; false when the receiver went away.
+async fn advance(stream: &mut BinlogStream, to: (&str, u64)) -> Result<bool, SourceError> {
+    loop {
+        if stream.at_boundary() && compare_positions(stream.position(), to) != Ordering::Less {
+            return Ok(true);
+        }
+        if !stream.step().await? {
+            return Ok(false);
+        }
+    }
+}
+
+/// The end of the source's binlog.
+async fn binlog_end(conn: &mut mysql_async::Conn) -> Result<Snapshot, SourceError> {
+    let status: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(row) => row,
+        // MySQL 8.4 renamed it.
+        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(err)?,
+    };
+    let row = status
+        .ok_or_else(|| SourceError::Definite("binary logging is off on the source (log_bin): enable it".into()))?;
+    Ok(Snapshot { file: row.get(0).unwrap_or_default(), pos: row.get(1).unwrap_or(4) })
+}
+
+/// The key a table is copied by: its primary key, else its unique index
+/// over the fewest NOT NULL columns, else none.
+async fn copy_key(conn: &mut mysql_async::Conn, info: &TableInfo) -> Result<CopyKey, mysql_async::Error> {
+    let schema = &info.schema;
+    if !schema.primary_key.is_empty() {
+        return Ok(CopyKey::Columns { columns: schema.primary_key.clone(), name: "PRIMARY".into() });
+    }
+    let rows: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s \
+             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA \
+             AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
+             WHERE s.TABLE_SCHEMA = ? AND s.TABLE_NAME = ? AND s.NON_UNIQUE = 0 \
+             ORDER BY s.INDEX_NAME, s.SEQ_IN_INDEX",
+            (&schema.db, &schema.table),
+        )
+        .await?;
+    Ok(pick_unique_key(&rows, &schema.columns))
+}
+
+/// From `(index, column, nullable)` rows in index order, the unique index
+/// with the fewest columns, all NOT NULL and known.
+fn pick_unique_key(rows: &[(String, String, String)], columns: &[String]) -> CopyKey {
+    let mut best: Option<(String, Vec<usize>)> = None;
+    let mut k = 0;
+    while k < rows.len() {
+        let name = &rows[k].0;
+        let end = rows[k..].iter().position(|r| &r.0 != name).map_or(rows.len(), |n| k + n);
+        let cols: Option<Vec<usize>> = rows[k..end]
+            .iter()
+            .map(
+                |(_, col, nullable)| {
+                    if nullable.eq_ignore_ascii_case("NO") {
+                        columns.iter().position(|c| c == col)
+                    } else {
+                        None
+                    }
+                },
+            )
+            .collect();
+        if let Some(cols) = cols {
+            if best.as_ref().is_none_or(|(_, b)| cols.len() < b.len()) {
+                best = Some((name.clone(), cols));
+            }
+        }
+        k = end;
+    }
+    best.map_or(CopyKey::Scan, |(name, columns)| CopyKey::Columns { columns, name })
+}
+
+struct ChunkRows {
+    rows: Vec<RowChange>,
     last_key: Option<Vec<My>>,
     finished: bool,
+}
+
+enum ChunkError {
+    Changed(mysql_async::Error),
+    Source(SourceError),
+    Closed,
+}
+
+impl ChunkError {
+    fn from_mysql(e: mysql_async::Error) -> Self {
+        match &e {
+            mysql_async::Error::Server(s) if TABLE_CHANGED.contains(&s.code) => Self::Changed(e),
+            _ => Self::Source(err(e)),
+        }
+    }
+}
+
+impl From<SourceError> for ChunkError {
+    fn from(e: SourceError) -> Self {
+        Self::Source(e)
+    }
 }
 
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-impl TableReader<'_> {
-    /// Reads and sends one chunk after `after` (or the whole table when it
-    /// has no primary key). `None` when the receiver is gone.
-    async fn chunk(
-        &self,
-        conn: &mut mysql_async::Conn,
-        after: Option<Vec<My>>,
-        tx: &mpsc::Sender<SourceItem>,
-    ) -> Result<Option<ChunkOutcome>, SourceError> {
+/// One chunk's `SELECT`.
+struct ChunkQuery<'a> {
+    info: &'a TableInfo,
+    key: &'a CopyKey,
+    condition: Option<String>,
+    limit: usize,
+}
+
+impl ChunkQuery<'_> {
+    /// The statement and its parameters, for the chunk after `after`.
+    fn sql(&self, after: Option<&[My]>) -> (String, Vec<My>) {
         let schema = &self.info.schema;
-        let pk = &schema.primary_key;
         let columns: Vec<String> = schema.columns.iter().map(|c| quote(c)).collect();
-        let pk_cols: Vec<String> = pk.iter().map(|&i| quote(&schema.columns[i])).collect();
+        let mut sql = format!("SELECT {} FROM {}.{}", columns.join(", "), quote(&schema.db), quote(&schema.table));
         let mut conditions = Vec::new();
-        let mut params: Vec<My> = Vec::new();
-        if let Some(after) = &after {
+        let mut params = Vec::new();
+        let key_cols: Vec<String> = match self.key {
+            CopyKey::Columns { columns, .. } => columns.iter().map(|&i| quote(&schema.columns[i])).collect(),
+            CopyKey::Scan => Vec::new(),
+        };
+        if let (Some(after), false) = (after, key_cols.is_empty()) {
             let marks = vec!["?"; after.len()].join(", ");
-            conditions.push(format!("({}) > ({marks})", pk_cols.join(", ")));
+            conditions.push(format!("({}) > ({marks})", key_cols.join(", ")));
             params.extend(after.iter().cloned());
         }
         if let Some(c) = &self.condition {
             conditions.push(format!("({c})"));
         }
-        let mut sql = format!("SELECT {} FROM {}.{}", columns.join(", "), quote(&schema.db), quote(&schema.table));
         if !conditions.is_empty() {
             sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
         }
-        let keyed = !pk.is_empty();
-        if keyed {
-            sql.push_str(&format!(" ORDER BY {} LIMIT {}", pk_cols.join(", "), self.chunk_rows));
+        if !key_cols.is_empty() {
+            sql.push_str(&format!(" ORDER BY {} LIMIT {}", key_cols.join(", "), self.limit));
         }
-        let mut result = conn.exec_iter(sql, params).await.map_err(err)?;
-        let mut rows = 0u64;
-        let mut last_key = None;
-        let source = SourcePosition {
-            server_id: 0,
-            gtid: String::new(),
-            file: self.position.file.clone(),
-            pos: self.position.pos,
-            row: 0,
-            ts_ms: now_ms(),
-            snapshot: true,
-        };
-        while let Some(row) = result.next().await.map_err(err)? {
-            let raw = row.unwrap();
-            let values = raw
-                .iter()
-                .zip(&self.info.columns)
-                .map(|(v, col)| decode_query(v, col))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SourceError::Definite(format!("{}.{}: {e}", schema.db, schema.table)))?;
-            if keyed {
-                last_key = Some(pk.iter().map(|&i| raw[i].clone()).collect());
-            }
-            let change = RowChange {
-                schema: schema.clone(),
-                op: Op::Read,
-                before: None,
-                after: Some(Row(values)),
-                source: source.clone(),
-            };
-            if tx.send(SourceItem::Change(Change::Row(change))).await.is_err() {
-                return Ok(None);
-            }
-            rows += 1;
-        }
-        let finished = !keyed || (rows as usize) < self.chunk_rows;
-        Ok(Some(ChunkOutcome { rows, last_key: last_key.or(after), finished }))
+        (sql, params)
     }
 }
 
@@ -324,6 +608,65 @@ fn decode_key(values: Option<&[serde_json::Value]>) -> Result<Option<Vec<My>>, S
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn positions_order_by_file_sequence_then_offset() {
+        assert_eq!(compare_positions(("bin.000009", 900), ("bin.000010", 4)), Ordering::Less);
+        assert_eq!(compare_positions(("bin.999999", 4), ("bin.1000000", 4)), Ordering::Less);
+        assert_eq!(compare_positions(("bin.000010", 4), ("bin.000010", 4)), Ordering::Equal);
+        assert_eq!(compare_positions(("bin.000010", 500), ("bin.000010", 4)), Ordering::Greater);
+    }
+
+    fn stat(index: &str, column: &str, nullable: &str) -> (String, String, String) {
+        (index.into(), column.into(), nullable.into())
+    }
+
+    #[test]
+    fn tables_without_a_primary_key_walk_their_narrowest_not_null_unique_index() {
+        let columns: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let rows = [stat("ab", "a", "NO"), stat("ab", "b", "NO"), stat("c_nullable", "c", "YES"), stat("d", "d", "NO")];
+        assert_eq!(pick_unique_key(&rows, &columns), CopyKey::Columns { columns: vec![3], name: "d".into() });
+        assert_eq!(pick_unique_key(&rows[..3], &columns), CopyKey::Columns { columns: vec![0, 1], name: "ab".into() });
+        assert_eq!(
+            pick_unique_key(&rows[2..3], &columns),
+            CopyKey::Scan,
+            "a nullable unique key does not identify rows"
+        );
+        assert_eq!(pick_unique_key(&[], &columns), CopyKey::Scan);
+    }
+
+    #[test]
+    fn chunks_are_keyset_pages_and_scans_read_everything() {
+        use crate::schema::{ColumnInfo, ColumnKind};
+        let col = |name: &str| ColumnInfo {
+            name: name.into(),
+            kind: ColumnKind::Int(4),
+            unsigned: false,
+            charset: None,
+            labels: vec![],
+            fsp: 0,
+        };
+        let info = TableInfo {
+            schema: Arc::new(dts_core::event::TableSchema {
+                db: "d".into(),
+                table: "t`x".into(),
+                columns: vec!["a".into(), "b".into(), "v".into()],
+                primary_key: vec![0, 1],
+            }),
+            columns: vec![col("a"), col("b"), col("v")],
+        };
+        let key = CopyKey::Columns { columns: vec![0, 1], name: "PRIMARY".into() };
+        let q = ChunkQuery { info: &info, key: &key, condition: Some("`v` > 1".into()), limit: 100 };
+        assert_eq!(q.sql(None).0, "SELECT `a`, `b`, `v` FROM `d`.`t``x` WHERE (`v` > 1) ORDER BY `a`, `b` LIMIT 100");
+        let (sql, params) = q.sql(Some(&[My::Int(1), My::Int(2)]));
+        assert_eq!(
+            sql,
+            "SELECT `a`, `b`, `v` FROM `d`.`t``x` WHERE (`a`, `b`) > (?, ?) AND (`v` > 1) ORDER BY `a`, `b` LIMIT 100"
+        );
+        assert_eq!(params, [My::Int(1), My::Int(2)]);
+        let scan = ChunkQuery { info: &info, key: &CopyKey::Scan, condition: None, limit: 100 };
+        assert_eq!(scan.sql(None).0, "SELECT `a`, `b`, `v` FROM `d`.`t``x`");
+    }
 
     #[test]
     fn keys_round_trip_through_checkpoints() {

@@ -13,7 +13,7 @@ use dts_kafka::{Ack, KafkaSink, SinkConfig, SinkError};
 use dts_metrics::TaskStats;
 use dts_pipeline::filter::TaskFilter;
 use dts_source::position::SnapshotProgress;
-use dts_source::reader::{stream, Selection, SourceItem};
+use dts_source::reader::{BinlogStream, Selection, SourceItem};
 use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
 use dts_store::now_ms;
 use dts_store::tasks::Progress;
@@ -220,43 +220,31 @@ impl Endpoints for Live {
         let mut conn = source.connect().await?;
         let info = server_info(&mut conn).await?;
         checks::check_source(&mut conn, &info, &dbs).await?;
-        // Where the run starts, and whether it copies existing rows first.
-        let (start, snap) = match resume {
-            Some(cp) if cp.snapshot.is_some() => {
-                let snap = snapshot::begin(&source, &info).await?;
-                (cp, Some(snap))
-            }
-            Some(cp) => (cp, None),
+        // Where the run starts, and whether it still copies existing rows.
+        let start = match resume {
+            Some(cp) => cp,
             // First start of an `incr: true` task: the source's current end.
-            None if spec.incr => (current_position(&mut conn, &info).await?, None),
-            // First start of an `incr: false` task: a snapshot, then its position.
+            None if spec.incr => current_position(&mut conn, &info).await?,
+            // First start of an `incr: false` task: the current end, with
+            // every selected table still to copy.
             None => {
-                let mut snap = snapshot::begin(&source, &info).await?;
-                let tables = snapshot::plan(&mut snap, &dbs, selection.as_ref()).await?;
-                let progress = SnapshotProgress { tables, rows_copied: 0 };
-                (Checkpoint { snapshot: Some(progress), ..snap.position.clone() }, Some(snap))
+                let tables = snapshot::plan(&mut conn, &dbs, selection.as_ref()).await?;
+                let progress = SnapshotProgress { tables, rows_copied: 0, started_ms: now_ms() };
+                Checkpoint { snapshot: Some(progress), ..current_position(&mut conn, &info).await? }
             }
         };
         drop(conn);
         let chunk_rows = cfg.snapshot_chunk_rows;
         let from = start.clone();
         let reader = tokio::spawn(tracing::Instrument::in_current_span(async move {
-            let from = match snap {
-                Some(snap) => {
-                    match snapshot::copy(snap, &from, &source, &info, selection.clone(), chunk_rows, &tx).await? {
-                        Some(streamed_from) => {
-                            let done = SourceItem::Commit { checkpoint: streamed_from.clone(), ts_ms: now_ms() };
-                            if tx.send(done).await.is_err() {
-                                return Ok(());
-                            }
-                            streamed_from
-                        }
-                        None => return Ok(()),
-                    }
+            let copier = match from.snapshot.clone() {
+                Some(progress) => {
+                    Some(snapshot::Copier::connect(&source, &info, selection.clone(), chunk_rows, progress).await?)
                 }
-                None => from,
+                None => None,
             };
-            stream(&source, &info, &from, selection, tx).await
+            let stream = BinlogStream::open(&source, &info, &from, selection, tx).await?;
+            snapshot::run(stream, copier).await
         }));
         Ok(Opened { start, reader })
     }

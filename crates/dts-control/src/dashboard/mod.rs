@@ -182,13 +182,38 @@ async fn task(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
         );
     }
     let snapshot = match &detail.snapshot {
-        Some(s) => format!(
-            "<h2>Snapshot</h2><progress id=\"snapshot-progress\" max=\"{total}\" value=\"{done}\"></progress>\
-             <p id=\"snapshot\">{done} of {total} tables, {rows} rows copied</p>",
-            total = s.tables_total.max(1),
-            done = s.tables_done,
-            rows = s.rows_copied
-        ),
+        Some(s) => {
+            let rows: String = s
+                .tables
+                .iter()
+                .map(|t| {
+                    let key = match t.key.as_deref() {
+                        Some("") => "one scan".to_owned(),
+                        Some(k) => esc(k),
+                        None => String::new(),
+                    };
+                    format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{key}</td><td>{}</td></tr>",
+                        esc(&t.table),
+                        if t.done { "done" } else { "copying" },
+                        t.rows,
+                        t.estimated_rows.map(|e| e.to_string()).unwrap_or_default(),
+                        t.chunks,
+                        esc(t.note.as_deref().unwrap_or(""))
+                    )
+                })
+                .collect();
+            let eta = s.eta_seconds.map(|e| format!(", about {e} s left")).unwrap_or_default();
+            format!(
+                "<h2>Snapshot</h2><progress id=\"snapshot-progress\" max=\"{total}\" value=\"{done}\"></progress>\
+                 <p id=\"snapshot\">{done} of {total} tables, {rows_copied} rows copied{eta}</p>\
+                 <table id=\"snapshot-tables\"><thead><tr><th>Table</th><th>State</th><th>Rows</th>\
+                 <th>Estimated</th><th>Chunks</th><th>Key</th><th>Note</th></tr></thead><tbody>{rows}</tbody></table>",
+                total = s.tables_total.max(1),
+                done = s.tables_done,
+                rows_copied = s.rows_copied
+            )
+        }
         None => String::new(),
     };
     // The last 20 positions, newest first, one row per change.

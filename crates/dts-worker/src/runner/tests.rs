@@ -431,15 +431,15 @@ async fn a_runner_panic_is_reported_and_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_restart_mid_snapshot_resumes_the_copy_from_its_checkpoint() {
     let table = |t: &str, done, key: Option<i64>| TableProgress {
-        db: "shop".into(),
-        table: t.into(),
         done,
         last_key: key.map(|k| vec![serde_json::json!(k)]),
+        ..TableProgress::new("shop".into(), t.into(), None)
     };
     let copying = Checkpoint {
         snapshot: Some(SnapshotProgress {
             tables: vec![table("customers", true, None), table("orders", false, Some(5000))],
             rows_copied: 9000,
+            started_ms: 0,
         }),
         ..cp(100)
     };
