@@ -113,8 +113,10 @@ async fn examples_are_accepted_by_the_server() {
         (_, false) => 1,
         _ => 2,
     };
-    // Keys name the stream created before them.
-    ops.sort_by_key(|(m, p, _)| (rank(m, p), p.contains("/keys")));
+    // Keys name the stream created before them; a resource's parts are
+    // deleted before it.
+    let depth = |m: &str, p: &str| if m == "DELETE" { std::cmp::Reverse(p.len()) } else { std::cmp::Reverse(0) };
+    ops.sort_by_key(|(m, p, _)| (rank(m, p), p.contains("/keys"), depth(m, p)));
     for (method, path, op) in ops {
         let url = path.replace("{id}", "1").replace("{name}", "ops");
         let example = op["requestBody"]["content"]["application/json"]["example"].clone();

@@ -190,7 +190,11 @@ async fn hammer(pool: mysql_async::Pool, stop: tokio::sync::watch::Receiver<bool
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut conn = pool.get_conn().await.unwrap();
     let mut ops = 0;
+    // At most a thousand statements a second per writer: heavy, yet below
+    // what the pipeline delivers, so the task's lag stays bounded.
+    let mut pace = tokio::time::interval(std::time::Duration::from_millis(1));
     while !*stop.borrow() {
+        pace.tick().await;
         let id = rng.gen_range(1..=2_400);
         let v = rng.gen_range(0..1_000_000);
         let (a, b) = (format!("k{}", rng.gen_range(0..40)), rng.gen_range(0..40));
@@ -244,8 +248,6 @@ async fn a_copy_racing_writes_at_every_chunk_boundary_ends_equal_to_the_table_co
     );
     let mut body: Value = serde_json::from_str(&body).unwrap();
     body["task"]["incr"] = json!(false);
-    // Slow enough that the writers race many chunks.
-    body["task"]["rate_limit"] = json!({"rate": 2000, "capacity": 200});
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let writers: Vec<_> = (0..3)
         .map(|seed| {
@@ -376,5 +378,105 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
         messages.iter().any(|m| m.payload["op"] == "r" && m.payload["after"]["extra"] == 7),
         "rows copied after the ALTER carry the new column"
     );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_on_demand_snapshot_recopies_a_slice_of_a_table_during_heavy_writes() {
+    let Some(src) = dts_e2e::SourceDb::create().await else { return };
+    let Some(rig) = Rig::start_tuned(src, |cfg| {
+        cfg.snapshot_chunk_rows = 100;
+        cfg.topic_partitions = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let db = rig.src.db.clone();
+    rig.src
+        .exec(&[
+            "CREATE TABLE race (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE race2 (a VARCHAR(10), b INT, v INT, PRIMARY KEY (a, b))",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+            "INSERT INTO race SELECT seq, seq FROM seq_1_to_2400",
+        ])
+        .await;
+    let topic = unique_topic("snapdemand");
+    let body = rig.task(
+        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
+        json!([{"dbname": db, "match": "/race|race2|fence/"}]),
+    );
+    let id = rig.submit_running(&body).await;
+    let path = format!("/v1/task/{id}/snapshot");
+    assert_eq!(rig.api.call("GET", &path, None).await.expect_ok()["state"], "none");
+
+    // Refused: a table the task does not select, a filter that does not parse.
+    let r = rig.api.call("POST", &path, Some(&json!({"tables": ["other.race"]}).to_string())).await;
+    assert_eq!((r.code(), r.body["message"].as_str().unwrap().contains("not selected")), (40002, true), "{}", r.raw);
+    let r = rig
+        .api
+        .call("POST", &path, Some(&json!({"tables": [format!("{db}.race")], "where": "id <"}).to_string()))
+        .await;
+    assert_ne!(r.code(), 0, "{}", r.raw);
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writers: Vec<_> =
+        (0..2).map(|seed| tokio::spawn(hammer(rig.src.pool.clone(), stopped.clone(), seed))).collect();
+    let asked = json!({"tables": [format!("{db}.race")], "where": "id <= 1200"}).to_string();
+    let r = rig.api.call("POST", &path, Some(&asked)).await;
+    assert_eq!(r.expect_ok()["id"], id);
+    // One at a time.
+    let again = rig.api.call("POST", &path, Some(&asked)).await;
+    assert_eq!(again.code() / 100, 409, "{}", again.raw);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = BTreeSet::new();
+    let status = loop {
+        let s = rig.api.call("GET", &path, None).await.expect_ok().clone();
+        seen.insert(s["state"].as_str().unwrap().to_owned());
+        if s["state"] == "done" {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the snapshot did not finish: {s}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(seen.contains("copying") || seen.contains("pending"), "{seen:?}");
+    assert_eq!(status["tables"][0]["table"], format!("{db}.race"));
+    assert_eq!(status["tables"][0]["where"], "id <= 1200");
+    stop.send(true).unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let fences = write_fences(&rig).await;
+    let messages = read_to_fence(&rig, &topic, &fences).await;
+
+    // Only the slice was copied, each key once, and with the changes
+    // streamed around it the topic holds the slice as the table does.
+    let reads: Vec<&Consumed> = messages.iter().filter(|m| m.payload["op"] == "r").collect();
+    assert!(reads.iter().all(|m| m.payload["after"]["id"].as_i64().unwrap() <= 1200));
+    let keys: BTreeSet<&str> = reads.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys.len(), reads.len(), "a key copied twice");
+    let mut replayed: BTreeMap<i64, Value> = BTreeMap::new();
+    for m in messages.iter().filter(|m| m.payload["source"]["table"] == "race") {
+        if let Some(id) = m.payload["before"]["id"].as_i64() {
+            replayed.remove(&id);
+        }
+        if let Some(id) = m.payload["after"]["id"].as_i64() {
+            replayed.insert(id, m.payload["after"].clone());
+        }
+    }
+    let mut conn = rig.src.pool.get_conn().await.unwrap();
+    let rows: Vec<(i64, i64)> = conn.query("SELECT id, v FROM race WHERE id <= 1200").await.unwrap();
+    let want: BTreeMap<i64, Value> = rows.iter().map(|(id, v)| (*id, json!({"id": id, "v": v}))).collect();
+    let got: BTreeMap<i64, Value> = replayed.into_iter().filter(|(id, _)| *id <= 1200).collect();
+    assert!(got == want, "the slice differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
+
+    // A cancelled request copies no more and the task streams on.
+    let whole = json!({"tables": [format!("{db}.race")]}).to_string();
+    rig.api.call("POST", &path, Some(&whole)).await.expect_ok();
+    let cancelled = rig.api.call("DELETE", &path, None).await;
+    assert_eq!(cancelled.expect_ok()["cancelled"], true);
+    assert_eq!(rig.api.call("GET", &path, None).await.expect_ok()["state"], "none");
+    rig.wait_task(id, "streaming after the cancel", |t| t["state"] == "Running").await;
     rig.stop().await;
 }

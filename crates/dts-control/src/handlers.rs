@@ -2,6 +2,7 @@
 //! anything, so a refused request changes nothing.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use dts_core::snapshot::SnapshotBody;
 use dts_core::spec::{parse_submit_body, Resumable};
 use dts_core::{DesiredState, ErrorCode};
 use dts_store::tasks::AlterOutcome;
@@ -9,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::envelope::{ok, ApiError};
-use crate::views::{ListItem, ListPage, StateChange, TaskDetail};
+use crate::views::{snapshot_status, ListItem, ListPage, StateChange, TaskDetail};
 use crate::AppState;
 
 /// Alters retried after losing an optimistic-concurrency race before answering 409.
@@ -137,6 +138,56 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
 
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path())))
+}
+
+/// `POST /v1/task/{id}/snapshot`: copies some of the task's tables again
+/// (or the rows of them a `where` accepts) while it keeps streaming. A
+/// stopped task takes the request up when it starts.
+pub async fn request_snapshot(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&req)?;
+    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let asked = SnapshotBody::parse(&body)?;
+    let task = state.store.get_task(id).await?.ok_or_else(|| ApiError::task_not_found(id))?;
+    // Request ids increase per task, whatever the clock does.
+    let previous = task.snapshot_request.as_ref().map_or(0, |r| r.id);
+    let request = asked.validate_for(dts_store::now_ms().max(previous + 1), &task.spec.filters)?;
+    if let Some(current) = &task.snapshot_request {
+        if snapshot_status(Some(current), task.checkpoint.as_deref()).state != "done" {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "task {id} is still copying snapshot request {}: wait for it, or cancel it with DELETE",
+                    current.id
+                ),
+            ));
+        }
+    }
+    state.store.set_snapshot_request(id, Some(&request)).await?.ok_or_else(|| ApiError::task_not_found(id))?;
+    tracing::info!(task = id, request = request.id, tables = request.tables.len(), "snapshot requested");
+    Ok(ok(json!({ "id": id, "request": request.id })))
+}
+
+/// `GET /v1/task/{id}/snapshot`: the on-demand snapshot and its progress.
+pub async fn snapshot_progress(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&req)?;
+    let task = state.store.get_task(id).await?.ok_or_else(|| ApiError::task_not_found(id))?;
+    Ok(ok(snapshot_status(task.snapshot_request.as_ref(), task.checkpoint.as_deref())))
+}
+
+/// `DELETE /v1/task/{id}/snapshot`: cancels it; rows already sent stay sent.
+pub async fn cancel_snapshot(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&req)?;
+    let task = state.store.get_task(id).await?.ok_or_else(|| ApiError::task_not_found(id))?;
+    let Some(current) = task.snapshot_request else {
+        return Ok(ok(json!({ "id": id, "cancelled": false })));
+    };
+    state.store.set_snapshot_request(id, None).await?;
+    tracing::info!(task = id, request = current.id, "snapshot cancelled");
+    Ok(ok(json!({ "id": id, "cancelled": true })))
 }
 
 /// The `{id}` path segment as a positive integer.

@@ -171,6 +171,7 @@ pub async fn heartbeat(
             secrets: cluster.key.seal(nonce, &secrets),
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,
+            snapshot_request: task.snapshot_request,
         });
     }
     Ok(ok(HeartbeatReply { lease_ms, tasks }))

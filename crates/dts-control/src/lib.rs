@@ -118,6 +118,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/dispatch/start/{id}").route(web::post().to(start)))
         .service(resource("/v1/task/list").route(web::get().to(list)))
         .service(resource("/v1/task/{id}").route(web::get().to(detail)).route(web::delete().to(delete)))
+        .service(
+            resource("/v1/task/{id}/snapshot")
+                .route(web::get().to(snapshot_progress))
+                .route(web::post().to(request_snapshot))
+                .route(web::delete().to(cancel_snapshot)),
+        )
         .service(resource("/v1/users").route(web::get().to(users::list)).route(web::post().to(users::create)))
         .service(
             resource("/v1/users/{name}").route(web::put().to(users::change)).route(web::delete().to(users::delete)),

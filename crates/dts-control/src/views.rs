@@ -105,6 +105,47 @@ pub struct SnapshotTableView {
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The on-demand request this copy serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<i64>,
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+/// `GET /v1/task/{id}/snapshot`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotStatus<'a> {
+    pub request: Option<&'a dts_core::snapshot::SnapshotRequest>,
+    /// `none`, `pending` (not yet taken up by the worker), `copying` or `done`.
+    pub state: &'static str,
+    /// The request's tables, as its worker last reported them.
+    pub tables: Vec<SnapshotTableView>,
+}
+
+/// Where an on-demand request stands, from the task's checkpoint.
+pub fn snapshot_status<'a>(
+    request: Option<&'a dts_core::snapshot::SnapshotRequest>,
+    checkpoint: Option<&str>,
+) -> SnapshotStatus<'a> {
+    let Some(r) = request else { return SnapshotStatus { request, state: "none", tables: Vec::new() } };
+    let cp: Option<serde_json::Value> = checkpoint.and_then(|c| serde_json::from_str(c).ok());
+    let taken = cp.as_ref().and_then(|c| c.get("requests_taken")).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    if taken < r.id {
+        return SnapshotStatus { request, state: "pending", tables: Vec::new() };
+    }
+    let mut tables: Vec<SnapshotTableView> = snapshot_view(checkpoint, 0)
+        .map(|v| v.tables.into_iter().filter(|t| t.request == Some(r.id)).collect())
+        .unwrap_or_default();
+    if tables.is_empty() {
+        // Copied: the checkpoint keeps the request's tables apart.
+        let copied = cp.as_ref().and_then(|c| c.get("request_tables")).cloned().unwrap_or_default();
+        let section = serde_json::json!({ "snapshot": { "tables": copied } }).to_string();
+        tables = snapshot_view(Some(&section), 0)
+            .map(|v| v.tables.into_iter().filter(|t| t.request == Some(r.id)).collect())
+            .unwrap_or_default();
+    }
+    let state = if tables.iter().all(|t| t.done) { "done" } else { "copying" };
+    SnapshotStatus { request, state, tables }
 }
 
 /// Summarises the `snapshot` section the worker keeps in the checkpoint
@@ -126,6 +167,8 @@ fn snapshot_view(checkpoint: Option<&str>, now_ms: i64) -> Option<SnapshotView> 
             estimated_rows: u64_of(t, "estimated_rows"),
             key: str_of(t, "key"),
             note: str_of(t, "note"),
+            request: t.get("request").and_then(serde_json::Value::as_i64),
+            condition: str_of(t, "where"),
         })
         .collect();
     let rows_copied = u64_of(s, "rows_copied").unwrap_or(0);

@@ -18,6 +18,7 @@ pub mod event;
 pub mod filter;
 pub mod ingest;
 pub mod matcher;
+pub mod snapshot;
 pub mod spec;
 pub mod task;
 pub mod wire;

@@ -76,6 +76,9 @@ pub struct AssignedTask {
     pub secrets: String,
     pub checkpoint: Option<String>,
     pub transaction_time: Option<i64>,
+    /// An on-demand snapshot asked of the task (older workers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_request: Option<crate::snapshot::SnapshotRequest>,
 }
 
 /// `POST /internal/v1/tasks/{id}/progress`, fenced by `epoch`.

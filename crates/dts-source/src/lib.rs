@@ -247,7 +247,16 @@ pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -
         Flavor::MySql if info.gtids => row.get::<String, _>(4).unwrap_or_default(),
         Flavor::MySql => String::new(),
     };
-    Ok(Checkpoint { flavor: info.flavor, file, pos, gtid, snapshot: None, schemas: Default::default() })
+    Ok(Checkpoint {
+        flavor: info.flavor,
+        file,
+        pos,
+        gtid,
+        snapshot: None,
+        schemas: Default::default(),
+        requests_taken: 0,
+        request_tables: Vec::new(),
+    })
 }
 
 #[cfg(test)]

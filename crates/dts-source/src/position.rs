@@ -38,6 +38,18 @@ pub struct Checkpoint {
     /// it decode as written whatever the catalogue says when they are read.
     #[serde(default, skip_serializing_if = "SchemaHistory::is_empty")]
     pub schemas: SchemaHistory,
+    /// The newest on-demand snapshot request whose tables were added to
+    /// the copy (0: none), so a restart does not add them again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requests_taken: i64,
+    /// The tables of the newest on-demand request once copied, so its
+    /// progress stays visible after the copy ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_tables: Vec<TableProgress>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// How far the copy of existing rows has come.
@@ -77,11 +89,30 @@ pub struct TableProgress {
     /// Anything an operator should know about this table's copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The on-demand request that asked for this copy; `None` for the
+    /// copy of an `incr: false` task's first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<i64>,
+    /// The request's row filter: only rows it accepts are copied.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 impl TableProgress {
     pub fn new(db: String, table: String, estimated_rows: Option<u64>) -> Self {
-        Self { db, table, done: false, last_key: None, rows: 0, chunks: 0, estimated_rows, key: None, note: None }
+        Self {
+            db,
+            table,
+            done: false,
+            last_key: None,
+            rows: 0,
+            chunks: 0,
+            estimated_rows,
+            key: None,
+            note: None,
+            request: None,
+            condition: None,
+        }
     }
 }
 
@@ -267,6 +298,8 @@ mod tests {
             gtid: "0-1-42".into(),
             snapshot: None,
             schemas: SchemaHistory::default(),
+            requests_taken: 0,
+            request_tables: Vec::new(),
         };
         assert_eq!(c.display(), "MariaDB/0-1-42");
         c.flavor = Flavor::MySql;

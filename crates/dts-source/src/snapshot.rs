@@ -37,13 +37,15 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use dts_core::event::{Change, Op, Row, RowChange, SourcePosition};
+use dts_core::event::{Change, Op, Row, RowChange, RowRef, SourcePosition};
+use dts_core::filter::RowFilter;
 use dts_core::now_ms;
+use dts_core::snapshot::SnapshotRequest;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value as My;
 
 use crate::decode::decode_query;
-use crate::position::{Flavor, SnapshotProgress, TableProgress};
+use crate::position::{Checkpoint, Flavor, SnapshotProgress, TableProgress};
 use crate::pushdown::where_clause;
 use crate::reader::{BinlogStream, Selection, SourceItem};
 use crate::schema::TableInfo;
@@ -88,6 +90,52 @@ pub async fn plan(
         );
     }
     Ok(out)
+}
+
+/// Brings an on-demand request into the checkpoint's copy: its tables are
+/// added once (`requests_taken` remembers it), and tables of a request no
+/// longer asked for (cancelled or replaced) are dropped from the copy.
+pub async fn take_request(
+    conn: &mut mysql_async::Conn,
+    cp: &mut Checkpoint,
+    request: Option<&SnapshotRequest>,
+) -> Result<(), SourceError> {
+    let wanted = request.map(|r| r.id);
+    if let Some(progress) = cp.snapshot.as_mut() {
+        progress.tables.retain(|t| t.request.is_none() || t.request == wanted);
+        if progress.tables.iter().all(|t| t.done) && progress.tables.iter().all(|t| t.request.is_some()) {
+            cp.snapshot = None;
+        }
+    }
+    if request.is_none_or(|r| cp.request_tables.first().is_some_and(|t| t.request != Some(r.id))) {
+        cp.request_tables.clear();
+    }
+    let Some(request) = request.filter(|r| r.id > cp.requests_taken) else { return Ok(()) };
+    let progress = cp.snapshot.get_or_insert_with(|| SnapshotProgress {
+        tables: Vec::new(),
+        rows_copied: 0,
+        started_ms: now_ms(),
+    });
+    for (db, table) in &request.tables {
+        let estimate: Option<Option<u64>> = conn
+            .exec_first(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
+                (db, table),
+            )
+            .await
+            .map_err(err)?;
+        let mut t = TableProgress::new(db.clone(), table.clone(), estimate.flatten());
+        t.request = Some(request.id);
+        t.condition = request.condition.clone();
+        if estimate.is_none() {
+            t.done = true;
+            t.note = Some("no such table".into());
+        }
+        progress.tables.push(t);
+    }
+    cp.requests_taken = request.id;
+    tracing::info!(request = request.id, tables = request.tables.len(), "on-demand snapshot taken up");
+    Ok(())
 }
 
 /// Runs the stream, interleaving the copy's chunks while `copier` has
@@ -182,6 +230,11 @@ impl Copier {
     /// Copies the next chunk, at a snapshot lined up with the stream.
     pub async fn next_chunk(&mut self, stream: &mut BinlogStream) -> Result<Flow, SourceError> {
         let Some(i) = self.progress.tables.iter().position(|t| !t.done) else {
+            let requested: Vec<TableProgress> =
+                self.progress.tables.iter().filter(|t| t.request.is_some()).cloned().collect();
+            if !requested.is_empty() {
+                stream.set_request_tables(requested);
+            }
             stream.set_copy(None);
             let checkpoint = stream.checkpoint();
             tracing::info!(rows = self.progress.rows_copied, "existing rows copied; streaming");
@@ -345,7 +398,22 @@ impl Copier {
             );
         }
         let filters = self.select.row_filters(&db, &table);
-        let condition = where_clause(&filters.iter().map(Option::as_ref).collect::<Vec<_>>(), &info);
+        let mut condition = where_clause(&filters.iter().map(Option::as_ref).collect::<Vec<_>>(), &info);
+        // An on-demand slice: pushed into the query when it can be, and
+        // checked on every row read either way.
+        let slice = match t.condition.as_deref() {
+            Some(text) => Some(
+                RowFilter::parse(text)
+                    .map_err(|e| SourceError::Definite(format!("snapshot request's where on {db}.{table}: {e}")))?,
+            ),
+            None => None,
+        };
+        if let Some(pushed) = slice.as_ref().and_then(|f| where_clause(&[Some(f)], &info)) {
+            condition = Some(match condition {
+                Some(c) => format!("({c}) AND ({pushed})"),
+                None => pushed,
+            });
+        }
         let after = decode_key(t.last_key.as_deref())?;
         let query = ChunkQuery { info: &info, key: &key, condition, limit: self.chunk_rows };
         let (sql, params) = query.sql(after.as_deref());
@@ -359,7 +427,7 @@ impl Copier {
             snapshot: true,
         };
         let mut result = self.conn.exec_iter(sql, params).await.map_err(ChunkError::from_mysql)?;
-        let mut out = ChunkRows { rows: Vec::new(), last_key: None, finished: false };
+        let mut out = ChunkRows { rows: Vec::new(), read: 0, last_key: None, finished: false };
         let key_columns = match &key {
             CopyKey::Columns { columns, .. } => Some(columns),
             CopyKey::Scan => None,
@@ -374,12 +442,17 @@ impl Copier {
                 .map_err(|e| SourceError::Definite(format!("{db}.{table}: {e}")))?;
             if let Some(columns) = key_columns {
                 out.last_key = Some(columns.iter().map(|&c| raw[c].clone()).collect());
+                out.read += 1;
+            }
+            let row = Row(values);
+            if slice.as_ref().is_some_and(|f| !f.matches(&RowRef { schema: &info.schema, row: &row })) {
+                continue;
             }
             let change = RowChange {
                 schema: info.schema.clone(),
                 op: Op::Read,
                 before: None,
-                after: Some(Row(values)),
+                after: Some(row),
                 source: source.clone(),
             };
             if key_columns.is_some() {
@@ -392,7 +465,7 @@ impl Copier {
                 self.progress.rows_copied += 1;
             }
         }
-        out.finished = key_columns.is_none() || out.rows.len() < self.chunk_rows;
+        out.finished = key_columns.is_none() || out.read < self.chunk_rows;
         Ok(Some(out))
     }
 }
@@ -477,7 +550,10 @@ fn pick_unique_key(rows: &[(String, String, String)], columns: &[String]) -> Cop
 }
 
 struct ChunkRows {
+    /// The rows to send (those the request's slice accepts).
     rows: Vec<RowChange>,
+    /// Rows the query returned.
+    read: usize,
     last_key: Option<Vec<My>>,
     finished: bool,
 }

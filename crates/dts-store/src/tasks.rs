@@ -1,5 +1,6 @@
 //! Task rows.
 
+use dts_core::snapshot::SnapshotRequest;
 use dts_core::spec::{KafkaSecrets, Secret, TaskSpec};
 use dts_core::{DesiredState, TaskState};
 use sqlx::any::AnyRow;
@@ -15,7 +16,8 @@ const KAFKA_PURPOSE: &str = "dts/kafka_secrets";
 
 const TASK_COLUMNS: &str =
     "id, source_addr, dest_addr, spec, source_password, kafka_secrets, desired_state, state, message, pos, \
-     checkpoint, transaction_time, version, epoch, worker_id, service_addr, lease_expires_at, created_at, updated_at";
+     checkpoint, transaction_time, version, epoch, worker_id, service_addr, lease_expires_at, created_at, updated_at, \
+     snapshot_request";
 
 /// A whole task row, as the control plane and workers see it.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct TaskRecord {
     pub lease_expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The on-demand snapshot asked of the task, if any.
+    pub snapshot_request: Option<SnapshotRequest>,
 }
 
 /// The list endpoint's view of a task: the seed's fields, nothing more, so
@@ -245,6 +249,20 @@ impl Store {
         self.get_task(id).await
     }
 
+    /// Asks for an on-demand snapshot (`Some`) or cancels it (`None`),
+    /// bumping the version so the worker running the task takes it up.
+    /// Returns the updated task, or `None` when it does not exist.
+    pub async fn set_snapshot_request(
+        &self,
+        id: i64,
+        request: Option<&SnapshotRequest>,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let json = request.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sql = "UPDATE dts_tasks SET snapshot_request = ?, version = version + 1, updated_at = ? WHERE id = ?";
+        sqlx::query(&self.backend.sql(sql)).bind(json).bind(now_ms()).bind(id).execute(&self.pool).await?;
+        self.get_task(id).await
+    }
+
     /// Removes the task. A worker still running it finds its next progress
     /// write refused and stops. Returns false when there was no such task.
     pub async fn delete_task(&self, id: i64) -> Result<bool, StoreError> {
@@ -366,5 +384,9 @@ fn record_from_row(r: &AnyRow) -> Result<TaskRecord, StoreError> {
         lease_expires_at: r.try_get("lease_expires_at")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        snapshot_request: opt_text(r, "snapshot_request")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| corrupt(format!("snapshot_request: {e}")))?,
     })
 }

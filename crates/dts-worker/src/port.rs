@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use dts_core::snapshot::SnapshotRequest;
 use dts_core::spec::{Secret, TaskSpec};
 use dts_core::wire::{AssignedTask, TaskSecrets};
 use dts_core::{DesiredState, TaskState};
@@ -26,6 +27,8 @@ pub struct TaskAssignment {
     pub password: Secret,
     pub checkpoint: Option<String>,
     pub transaction_time: Option<i64>,
+    /// An on-demand snapshot asked of the task.
+    pub snapshot_request: Option<SnapshotRequest>,
 }
 
 impl TaskAssignment {
@@ -40,6 +43,7 @@ impl TaskAssignment {
             password,
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,
+            snapshot_request: task.snapshot_request,
         }
     }
 
@@ -58,6 +62,7 @@ impl TaskAssignment {
             password: Secret::new(secrets.source_password),
             checkpoint: task.checkpoint,
             transaction_time: task.transaction_time,
+            snapshot_request: task.snapshot_request,
         })
     }
 }

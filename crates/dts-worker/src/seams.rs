@@ -221,7 +221,7 @@ impl Endpoints for Live {
         let info = server_info(&mut conn).await?;
         checks::check_source(&mut conn, &info, &dbs).await?;
         // Where the run starts, and whether it still copies existing rows.
-        let start = match resume {
+        let mut start = match resume {
             Some(cp) => cp,
             // First start of an `incr: true` task: the source's current end.
             None if spec.incr => current_position(&mut conn, &info).await?,
@@ -233,6 +233,8 @@ impl Endpoints for Live {
                 Checkpoint { snapshot: Some(progress), ..current_position(&mut conn, &info).await? }
             }
         };
+        // An on-demand snapshot asked (or cancelled) since the last run.
+        snapshot::take_request(&mut conn, &mut start, task.snapshot_request.as_ref()).await?;
         drop(conn);
         let chunk_rows = cfg.snapshot_chunk_rows;
         let from = start.clone();

@@ -31,6 +31,8 @@ fn cp(pos: u64) -> Checkpoint {
         gtid: format!("0-1-{pos}"),
         snapshot: None,
         schemas: Default::default(),
+        requests_taken: 0,
+        request_tables: Vec::new(),
     }
 }
 
@@ -65,6 +67,7 @@ fn task(checkpoint: Option<&Checkpoint>) -> TaskAssignment {
         password: Secret::new("p"),
         checkpoint: checkpoint.map(|c| serde_json::to_string(c).unwrap()),
         transaction_time: None,
+        snapshot_request: None,
     }
 }
 
