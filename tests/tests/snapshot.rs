@@ -480,3 +480,42 @@ async fn an_on_demand_snapshot_recopies_a_slice_of_a_table_during_heavy_writes()
     rig.wait_task(id, "streaming after the cancel", |t| t["state"] == "Running").await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alter_that_selects_more_tables_copies_only_those() {
+    let Some(rig) = Rig::start().await else { return };
+    let db = rig.src.db.clone();
+    rig.src
+        .exec(&[
+            "CREATE TABLE a (id INT PRIMARY KEY)",
+            "CREATE TABLE b (id INT PRIMARY KEY)",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+            "INSERT INTO a SELECT seq FROM seq_1_to_300",
+            "INSERT INTO b SELECT seq FROM seq_1_to_200",
+        ])
+        .await;
+    let topic = unique_topic("snapalter2");
+    let task = |tables: &str| {
+        let body = rig.task(
+            json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
+            json!([{"dbname": db, "match": tables}]),
+        );
+        let mut body: Value = serde_json::from_str(&body).unwrap();
+        body["task"]["incr"] = json!(false);
+        body.to_string()
+    };
+    let id = rig.submit(&task("/^(a|fence)$/")).await;
+    rig.wait_task(id, "Running after the first copy", |t| t["state"] == "Running").await;
+    let r = rig.api.call("PUT", &format!("/v1/dispatch/alter/{id}"), Some(&task("/^(a|b|fence)$/"))).await;
+    r.expect_ok();
+    // The first copy's 300 rows, then b's 200.
+    let first = rig.messages(&topic, 500).await;
+    assert_eq!(first.len(), 500, "b was not copied after the alter");
+    let fences = write_fences(&rig).await;
+    let messages = read_to_fence(&rig, &topic, &fences).await;
+    let reads = |table: &str| {
+        messages.iter().filter(|m| m.payload["op"] == "r" && m.payload["source"]["table"] == table).count()
+    };
+    assert_eq!((reads("a"), reads("b")), (300, 200), "b copied, a not copied again");
+    rig.stop().await;
+}

@@ -254,8 +254,7 @@ pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -
         gtid,
         snapshot: None,
         schemas: Default::default(),
-        requests_taken: 0,
-        request_tables: Vec::new(),
+        copies: Default::default(),
     })
 }
 

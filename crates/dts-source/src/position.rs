@@ -38,6 +38,14 @@ pub struct Checkpoint {
     /// it decode as written whatever the catalogue says when they are read.
     #[serde(default, skip_serializing_if = "SchemaHistory::is_empty")]
     pub schemas: SchemaHistory,
+    /// What the task's copies have covered, carried by every checkpoint.
+    #[serde(flatten)]
+    pub copies: Copies,
+}
+
+/// What the task's copies have covered so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Copies {
     /// The newest on-demand snapshot request whose tables were added to
     /// the copy (0: none), so a restart does not add them again.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -46,6 +54,10 @@ pub struct Checkpoint {
     /// progress stays visible after the copy ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_tables: Vec<TableProgress>,
+    /// An `incr: false` task's filters (`dbname`, `match`) whose tables
+    /// were copied: an alter that selects more tables copies those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<Vec<(String, String)>>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -298,8 +310,7 @@ mod tests {
             gtid: "0-1-42".into(),
             snapshot: None,
             schemas: SchemaHistory::default(),
-            requests_taken: 0,
-            request_tables: Vec::new(),
+            copies: Default::default(),
         };
         assert_eq!(c.display(), "MariaDB/0-1-42");
         c.flavor = Flavor::MySql;

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::ddl::{classify, effects, Statement};
 use crate::decode::decode;
 use crate::history::SchemaHistory;
-use crate::position::{Checkpoint, Flavor, MariaGtidState, MysqlGtidSet, SnapshotProgress, TableProgress};
+use crate::position::{Checkpoint, Copies, Flavor, MariaGtidState, MysqlGtidSet, SnapshotProgress, TableProgress};
 use crate::schema::{kind_of_binlog, normalize_charset, BinlogColumn, BinlogShape, ColumnKind, Resolved, SchemaCache};
 use crate::{ServerInfo, SourceConfig, SourceError};
 
@@ -83,8 +83,7 @@ pub struct BinlogStream {
     /// While existing rows are copied, their progress rides on every
     /// checkpoint, so a restart resumes the copy where it was.
     copy: Option<SnapshotProgress>,
-    requests_taken: i64,
-    request_tables: Vec<TableProgress>,
+    copies: Copies,
 }
 
 impl std::fmt::Debug for BinlogStream {
@@ -162,8 +161,7 @@ impl BinlogStream {
             mid_group: false,
             last: Checkpoint { snapshot: None, ..start.clone() },
             copy: start.snapshot.clone(),
-            requests_taken: start.requests_taken,
-            request_tables: start.request_tables.clone(),
+            copies: start.copies.clone(),
         })
     }
 
@@ -179,18 +177,13 @@ impl BinlogStream {
 
     /// The checkpoint after the last transaction read, with the copy's progress.
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            snapshot: self.copy.clone(),
-            requests_taken: self.requests_taken,
-            request_tables: self.request_tables.clone(),
-            ..self.last.clone()
-        }
+        Checkpoint { snapshot: self.copy.clone(), copies: self.copies.clone(), ..self.last.clone() }
     }
 
     /// Keeps the copied tables of the newest on-demand request in every
     /// checkpoint from now on.
     pub fn set_request_tables(&mut self, tables: Vec<TableProgress>) {
-        self.request_tables = tables;
+        self.copies.request_tables = tables;
     }
 
     pub fn set_copy(&mut self, copy: Option<SnapshotProgress>) {
@@ -612,8 +605,7 @@ impl Tracker {
             gtid,
             snapshot: None,
             schemas: schemas.clone(),
-            requests_taken: 0,
-            request_tables: Vec::new(),
+            copies: Default::default(),
         }
     }
 }

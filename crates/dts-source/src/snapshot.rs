@@ -107,10 +107,10 @@ pub async fn take_request(
             cp.snapshot = None;
         }
     }
-    if request.is_none_or(|r| cp.request_tables.first().is_some_and(|t| t.request != Some(r.id))) {
-        cp.request_tables.clear();
+    if request.is_none_or(|r| cp.copies.request_tables.first().is_some_and(|t| t.request != Some(r.id))) {
+        cp.copies.request_tables.clear();
     }
-    let Some(request) = request.filter(|r| r.id > cp.requests_taken) else { return Ok(()) };
+    let Some(request) = request.filter(|r| r.id > cp.copies.requests_taken) else { return Ok(()) };
     let progress = cp.snapshot.get_or_insert_with(|| SnapshotProgress {
         tables: Vec::new(),
         rows_copied: 0,
@@ -133,7 +133,7 @@ pub async fn take_request(
         }
         progress.tables.push(t);
     }
-    cp.requests_taken = request.id;
+    cp.copies.requests_taken = request.id;
     tracing::info!(request = request.id, tables = request.tables.len(), "on-demand snapshot taken up");
     Ok(())
 }

@@ -193,6 +193,51 @@ impl Selection for FilterSelection {
     }
 }
 
+/// An `incr: false` task copies every table its filters select: after an
+/// alter that selects more, the tables only the new filters select are
+/// added to the copy (the others are not copied again).
+async fn cover_new_tables(
+    conn: &mut mysql_async::Conn,
+    start: &mut Checkpoint,
+    spec: &dts_core::TaskSpec,
+    dbs: &[String],
+    selection: &dyn Selection,
+) -> Result<(), RunError> {
+    let current: Vec<(String, String)> = spec.filters.iter().map(|f| (f.dbname.clone(), f.table.clone())).collect();
+    let previous = match start.copies.covered.replace(current.clone()) {
+        // The first run planned every selected table; a checkpoint from
+        // before dts tracked this is taken as covering the filters it has.
+        None => return Ok(()),
+        Some(previous) if previous == current => return Ok(()),
+        Some(previous) => previous,
+    };
+    let rules: Vec<dts_core::spec::FilterRule> = previous
+        .into_iter()
+        .map(|(dbname, table)| dts_core::spec::FilterRule { dbname, table, filter: None })
+        .collect();
+    let before = TaskFilter::new(&rules).map_err(|e| RunError::Definite(e.to_string()))?;
+    let added: Vec<_> = snapshot::plan(conn, dbs, selection)
+        .await?
+        .into_iter()
+        .filter(|t| !before.selects_table(&t.db, &t.table))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(tables = added.len(), "the altered filters select more tables; copying them");
+    let progress = start.snapshot.get_or_insert_with(|| SnapshotProgress {
+        tables: Vec::new(),
+        rows_copied: 0,
+        started_ms: now_ms(),
+    });
+    for t in added {
+        if !progress.tables.iter().any(|p| p.db == t.db && p.table == t.table && p.request.is_none()) {
+            progress.tables.push(t);
+        }
+    }
+    Ok(())
+}
+
 impl Endpoints for Live {
     type Sink = KafkaSink;
 
@@ -230,9 +275,14 @@ impl Endpoints for Live {
             None => {
                 let tables = snapshot::plan(&mut conn, &dbs, selection.as_ref()).await?;
                 let progress = SnapshotProgress { tables, rows_copied: 0, started_ms: now_ms() };
-                Checkpoint { snapshot: Some(progress), ..current_position(&mut conn, &info).await? }
+                let mut cp = Checkpoint { snapshot: Some(progress), ..current_position(&mut conn, &info).await? };
+                cp.copies.covered = Some(spec.filters.iter().map(|f| (f.dbname.clone(), f.table.clone())).collect());
+                cp
             }
         };
+        if !spec.incr {
+            cover_new_tables(&mut conn, &mut start, spec, &dbs, selection.as_ref()).await?;
+        }
         // An on-demand snapshot asked (or cancelled) since the last run.
         snapshot::take_request(&mut conn, &mut start, task.snapshot_request.as_ref()).await?;
         drop(conn);

@@ -31,8 +31,7 @@ fn cp(pos: u64) -> Checkpoint {
         gtid: format!("0-1-{pos}"),
         snapshot: None,
         schemas: Default::default(),
-        requests_taken: 0,
-        request_tables: Vec::new(),
+        copies: Default::default(),
     }
 }
 
