@@ -353,6 +353,9 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
     conn.query_drop("SET SESSION lock_wait_timeout = 2").await.unwrap();
     conn.query_drop("ALTER TABLE alt ADD COLUMN extra INT NOT NULL DEFAULT 7").await.expect("ALTER during the copy");
     conn.query_drop("UPDATE alt SET v = -v WHERE id % 1000 = 0").await.unwrap();
+    // A new binlog file with no transaction in it yet: the rest of the copy
+    // must still line its snapshots up with the stream.
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
     let d = rig.api.call("GET", &format!("/v1/task/{id}"), None).await;
     assert!(copying(d.expect_ok()), "the ALTER ran mid-copy: {}", d.expect_ok());
 

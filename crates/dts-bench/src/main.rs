@@ -223,25 +223,57 @@ async fn baseline(bench: &Bench, table: &str, checkpoint: Option<&str>, rows: u6
     Some(r["rows"].as_f64()? / r["seconds"].as_f64()?)
 }
 
+/// Copies an N-row table while a writer inserts 1,000 rows/s into another
+/// table of the same task: rows/s of the copy, and the writer's lag.
 async fn snapshot(bench: &Bench, rows: u64) -> Result {
     bench
         .src
         .exec(&[
             "CREATE TABLE snap (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))",
+            "CREATE TABLE snaplag (id BIGINT PRIMARY KEY, written_us BIGINT)",
             &format!("INSERT INTO snap SELECT seq, seq % 1000, CONCAT('v', seq) FROM seq_1_to_{rows}"),
         ])
         .await;
-    let spec = bench.spec("snap", &dts_e2e::unique_topic("snap"), "primary_key", false);
+    let topic = dts_e2e::unique_topic("snap");
+    let spec = bench.spec("/^snap(lag)?$/", &topic, "primary_key", false);
     let id = bench.submit(&spec).await;
     let started = bench.wait(id, "Snapshotting", |t| t.state == TaskState::Snapshotting).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let pool = bench.src.pool.clone();
+    let writer = tokio::spawn(async move {
+        let mut conn = pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let mut next = 1u64;
+        while !*stopped.borrow() {
+            tick.tick().await;
+            let now = micros_now();
+            let values: Vec<String> = (next..next + 5).map(|i| format!("({i}, {now})")).collect();
+            next += 5;
+            let sql = format!("INSERT INTO snaplag VALUES {}", values.join(","));
+            mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        next - 1
+    });
     let done = bench.wait(id, "Running", |t| t.state == TaskState::Running).await;
+    let _ = stop.send(true);
+    let written = writer.await.unwrap_or(0);
     let seconds = (done - started).as_secs_f64();
+    let (addr, t) = (bench.kafka.clone(), topic.clone());
+    let want = (rows + written) as usize;
+    let messages = tokio::task::spawn_blocking(move || dts_e2e::read_topic(&addr, &t, want)).await.unwrap_or_default();
+    let mut lags: Vec<f64> = messages
+        .iter()
+        .filter_map(|m| m.payload["after"]["written_us"].as_i64().map(|w| (m.timestamp_ms * 1000 - w) as f64 / 1000.0))
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
     Result {
         scenario: "snapshot".into(),
-        variant: format!("{rows}-row table, small rows"),
+        variant: format!("{rows}-row table, small rows; lag of 1,000 rows/s written meanwhile"),
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
+        lag_ms: Some(LagStats { p50: at(0.5), p99: at(0.99), max: lags.last().copied().unwrap_or(f64::NAN) }),
         ..Default::default()
     }
 }

@@ -175,6 +175,12 @@ impl BinlogStream {
         (&self.at.0, self.at.1)
     }
 
+    /// The end of the last transaction read (a rotation moves
+    /// [`BinlogStream::position`] on, not this).
+    pub fn last_commit(&self) -> (&str, u64) {
+        (&self.last.file, self.last.pos)
+    }
+
     /// The checkpoint after the last transaction read, with the copy's progress.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint { snapshot: self.copy.clone(), copies: self.copies.clone(), ..self.last.clone() }

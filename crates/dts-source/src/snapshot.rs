@@ -324,7 +324,7 @@ impl Copier {
                 let _ = self.conn.query_drop("ROLLBACK").await;
                 return Ok(None);
             }
-            if compare_positions(stream.position(), (&snapshot.file, snapshot.pos)) == Ordering::Equal {
+            if compare_positions(stream.last_commit(), (&snapshot.file, snapshot.pos)) != Ordering::Greater {
                 return Ok(Some(snapshot));
             }
             // The stream is past the snapshot: a transaction it read was not
@@ -475,10 +475,14 @@ async fn send(stream: &BinlogStream, item: SourceItem) -> bool {
 }
 
 /// Reads events until the stream stands between transactions at or past
-/// `to`; false when the receiver went away.
+/// `to` (its last event, or its last transaction, ends there or later: a
+/// rotation with no transaction since leaves MariaDB's snapshot position at
+/// the old file's end); false when the receiver went away.
 async fn advance(stream: &mut BinlogStream, to: (&str, u64)) -> Result<bool, SourceError> {
     loop {
-        if stream.at_boundary() && compare_positions(stream.position(), to) != Ordering::Less {
+        let reached = compare_positions(stream.position(), to) != Ordering::Less
+            || compare_positions(stream.last_commit(), to) != Ordering::Less;
+        if stream.at_boundary() && reached {
             return Ok(true);
         }
         if !stream.step().await? {

@@ -160,7 +160,9 @@ async fn run_task<E: Endpoints, R: Reporter>(
                 tracing::warn!(task = id, %message, retry_in = ?backoff, "task interrupted; retrying from its checkpoint");
                 port.stats().retry();
                 let note = format!("retrying after: {message}");
-                if let Ok(false) = port.record_state(id, task.epoch, TaskState::Running, &note).await {
+                // A copy interrupted is still a copy: the state says so.
+                let state = resume.as_ref().map_or(TaskState::Running, phase);
+                if let Ok(false) = port.record_state(id, task.epoch, state, &note).await {
                     return finish(&port, &task, StopReason::Lost).await;
                 }
                 tokio::select! {

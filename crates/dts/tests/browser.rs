@@ -82,6 +82,11 @@ async fn poll<T, F: std::future::Future<Output = Option<T>>>(secs: u64, what: &s
     }
 }
 
+/// Clicks the element, again if the page re-rendered it in between.
+async fn click(page: &Client, css: &str) {
+    poll(20, css, || async { page.find(Locator::Css(css)).await.ok()?.click().await.ok() }).await;
+}
+
 fn api(node: &DtsNode, method: &str, path: &str, body: Option<&str>) -> Value {
     let (_, text) = node.call(method, path, Some(&node.admin), body);
     serde_json::from_str(&text).unwrap()
@@ -132,12 +137,12 @@ async fn the_dashboard_shows_and_steers_tasks_in_a_real_browser() {
     let editor = page.find(Locator::Id("spec-editor")).await.unwrap();
     editor.clear().await.unwrap();
     editor.send_keys("{not json").await.unwrap();
-    page.find(Locator::Css("button[data-action=\"alter\"]")).await.unwrap().click().await.unwrap();
+    click(&page, "button[data-action=\"alter\"]").await;
     let error = page.wait().for_element(Locator::Css("#alter-error:not([hidden])")).await.unwrap();
     assert!(error.text().await.unwrap().contains("Not valid JSON"));
     editor.clear().await.unwrap();
     editor.send_keys(r#"{"task": {"incr": true}}"#).await.unwrap();
-    page.find(Locator::Css("button[data-action=\"alter\"]")).await.unwrap().click().await.unwrap();
+    click(&page, "button[data-action=\"alter\"]").await;
     let message = poll(20, "the API's answer in the editor", || async {
         let text = page.find(Locator::Id("alter-error")).await.ok()?.text().await.ok()?;
         (!text.contains("Not valid JSON") && !text.is_empty()).then_some(text)
@@ -147,7 +152,7 @@ async fn the_dashboard_shows_and_steers_tasks_in_a_real_browser() {
     screenshot(&page, "alter-error").await;
 
     // Stop pressed in the page reaches the task.
-    page.find(Locator::Css("button[data-action=\"stop\"]")).await.unwrap().click().await.unwrap();
+    click(&page, "button[data-action=\"stop\"]").await;
     poll(30, "the stop to reach the task", || async {
         let t = api(&node, "GET", &format!("/v1/task/{id}"), None);
         (t["data"]["desired_state"] == "stopped" && t["data"]["state"] == "Stopped").then_some(())
@@ -169,7 +174,7 @@ async fn the_dashboard_shows_and_steers_tasks_in_a_real_browser() {
     viewer.close().await.unwrap();
 
     // Delete asks first, then goes back to the list.
-    page.find(Locator::Css("button[data-action=\"delete\"]")).await.unwrap().click().await.unwrap();
+    click(&page, "button[data-action=\"delete\"]").await;
     let prompt = poll(10, "the confirmation", || async { page.get_alert_text().await.ok() }).await;
     assert!(prompt.contains(&format!("Delete task {id}")), "{prompt}");
     page.accept_alert().await.unwrap();
@@ -206,7 +211,7 @@ async fn workers_are_drained_and_activated_from_the_page() {
     page.goto(&format!("http://admin:admin-pw-123@127.0.0.1:{}/ui/workers", control.port)).await.unwrap();
     let row = page.find(Locator::Css("tr[data-worker-id=\"w-ui\"]")).await.unwrap();
     assert!(row.text().await.unwrap().contains("active"));
-    page.find(Locator::Css("button[data-action=\"drain\"]")).await.unwrap().click().await.unwrap();
+    click(&page, "button[data-action=\"drain\"]").await;
     poll(20, "the drain to reach the node", || async { (state().as_deref() == Some("draining")).then_some(()) }).await;
     let activate = poll(20, "the Activate button", || async {
         page.find(Locator::Css("button[data-action=\"activate\"]")).await.ok()

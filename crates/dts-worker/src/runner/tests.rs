@@ -457,6 +457,26 @@ async fn a_restart_mid_snapshot_resumes_the_copy_from_its_checkpoint() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_copy_interrupted_by_a_transient_error_still_reports_snapshotting() {
+    let copying = Checkpoint {
+        snapshot: Some(SnapshotProgress {
+            tables: vec![TableProgress::new("shop".into(), "orders".into(), None)],
+            rows_copied: 0,
+            started_ms: 0,
+        }),
+        ..cp(100)
+    };
+    let lost = Then::Fail(SourceError::Transient("connection reset".into()));
+    let fake = Fake::new(vec![feed(vec![], lost), feed(vec![], Then::Hang)]);
+    let reporter = FakeReporter::default();
+    let handle = start(&fake, &reporter, task(Some(&copying)), config());
+    until("the retry note", || reporter.has(TaskState::Snapshotting, "retrying after: connection reset")).await;
+    assert!(!reporter.writes().iter().any(|w| w.0 == TaskState::Running), "{:?}", reporter.writes());
+    handle.stop(StopReason::Stop);
+    ended(handle).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_unavailable_store_is_retried_not_fatal() {
     let run = || feed(vec![row(1), commit(10)], Then::Hang);
     let fake = Fake::new(vec![run(), run(), run()]);
