@@ -63,6 +63,20 @@ pub enum TaskAction {
     Start { id: i64 },
     /// Delete a task
     Delete { id: i64 },
+    /// Copy tables of a running task again (`--table`), show the copy's
+    /// progress (no flag), or cancel it (`--cancel`)
+    Snapshot {
+        id: i64,
+        /// `db.table` to copy again; repeat for several
+        #[arg(long = "table", conflicts_with = "cancel")]
+        tables: Vec<String>,
+        /// Copy only the rows this row filter accepts
+        #[arg(long = "where", requires = "tables")]
+        condition: Option<String>,
+        /// Cancel the task's on-demand snapshot
+        #[arg(long)]
+        cancel: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +275,40 @@ pub async fn task(args: &ApiArgs, action: TaskAction) -> Result<String, CliError
         TaskAction::Delete { id } => {
             let data = client.call(Method::DELETE, &format!("/v1/task/{id}"), None).await?;
             summary(args, &data, |_| format!("deleted task {id}"))
+        }
+        TaskAction::Snapshot { id, tables, condition, cancel } => {
+            let path = format!("/v1/task/{id}/snapshot");
+            if cancel {
+                let data = client.call(Method::DELETE, &path, None).await?;
+                let done = data.get("cancelled").and_then(Value::as_bool).unwrap_or(false);
+                return Ok(summary(args, &data, |_| {
+                    if done {
+                        format!("task {id}: snapshot cancelled")
+                    } else {
+                        format!("task {id}: no snapshot to cancel")
+                    }
+                }));
+            }
+            if !tables.is_empty() {
+                let mut body = serde_json::json!({ "tables": tables });
+                if let Some(c) = condition {
+                    body["where"] = Value::String(c);
+                }
+                let data = client.call(Method::POST, &path, Some(body)).await?;
+                return Ok(summary(args, &data, |d| {
+                    format!("task {id}: snapshot {} requested", d.get("request").map_or("?".into(), Value::to_string))
+                }));
+            }
+            let data = client.call(Method::GET, &path, None).await?;
+            if args.json {
+                return Ok(data.to_string());
+            }
+            let state = data.get("state").and_then(Value::as_str).unwrap_or("?");
+            let tables = data.get("tables").and_then(Value::as_array).cloned().unwrap_or_default();
+            format!(
+                "task {id}: snapshot {state}\n{}",
+                table(&["table", "done", "rows", "estimated_rows", "chunks"], &tables)
+            )
         }
     };
     Ok(out)

@@ -137,6 +137,23 @@ async fn metrics_dashboard_and_cli_follow_a_running_task() {
     let (_, detail) = node.call("GET", &format!("/ui/tasks/{id}"), admin, None);
     assert!(detail.contains("data-action=\"stop\""));
 
+    // An on-demand copy of the table, through the CLI.
+    let qualified = format!("{}.orders", src.db);
+    let out = cli(&node, admin, &["task", "snapshot", &id.to_string(), "--table", &qualified, "--where", "id > 0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("requested"), "{}", stdout(&out));
+    poll(60, "the snapshot to be done", || {
+        let out = cli(&node, admin, &["task", "snapshot", &id.to_string()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        (text.contains("snapshot done") && text.contains(&qualified)).then_some(())
+    });
+    let out = cli(&node, admin, &["task", "snapshot", &id.to_string(), "--table", "other.orders"]);
+    assert_eq!(out.status.code(), Some(1), "a table the task does not select is refused");
+    assert!(stderr(&out).contains("not selected"), "{}", stderr(&out));
+    let out = cli(&node, admin, &["task", "snapshot", &id.to_string(), "--cancel"]);
+    assert!(stdout(&out).contains("snapshot cancelled"), "{}", stdout(&out));
+
     // Failures: the API's message on stderr and a code scripts can trust.
     let out = cli(&node, admin, &["task", "get", "999999"]);
     assert_eq!(out.status.code(), Some(1));
