@@ -183,6 +183,44 @@ async fn snapshot_reads_respect_the_rate_limit() {
     rig.stop().await;
 }
 
+/// Replays `table`'s messages of a one-partition topic (binlog order): a
+/// key that changes leaves under its old image. Keys are `id`, or `"a"/b`.
+fn replay(messages: &[Consumed], table: &str) -> BTreeMap<String, Value> {
+    let key = |image: &Value| match image.get("id") {
+        Some(id) => id.to_string(),
+        None => format!("{}/{}", image["a"], image["b"]),
+    };
+    let mut rows = BTreeMap::new();
+    for m in messages.iter().filter(|m| m.payload["source"]["table"] == table) {
+        if !m.payload["before"].is_null() {
+            rows.remove(&key(&m.payload["before"]));
+        }
+        if !m.payload["after"].is_null() {
+            rows.insert(key(&m.payload["after"]), m.payload["after"].clone());
+        }
+    }
+    rows
+}
+
+/// A rig writing one-partition topics (so they keep binlog order), copying
+/// in `chunk_rows`-row chunks, with the `race`, `race2` and `fence` tables.
+async fn race_rig(chunk_rows: usize) -> Option<Rig> {
+    let src = dts_e2e::SourceDb::create().await?;
+    let rig = Rig::start_tuned(src, |cfg| {
+        cfg.snapshot_chunk_rows = chunk_rows;
+        cfg.topic_partitions = 1;
+    })
+    .await?;
+    rig.src
+        .exec(&[
+            "CREATE TABLE race (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE race2 (a VARCHAR(10), b INT, v INT, PRIMARY KEY (a, b))",
+            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
+        ])
+        .await;
+    Some(rig)
+}
+
 /// Writers hammering random keys while a copy in small chunks runs: every
 /// chunk boundary races inserts, updates and deletes.
 async fn hammer(pool: mysql_async::Pool, stop: tokio::sync::watch::Receiver<bool>, seed: u64) -> u64 {
@@ -221,22 +259,11 @@ async fn hammer(pool: mysql_async::Pool, stop: tokio::sync::watch::Receiver<bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_copy_racing_writes_at_every_chunk_boundary_ends_equal_to_the_table_copying_each_key_once() {
-    let Some(src) = dts_e2e::SourceDb::create().await else { return };
     // 40-row chunks: the copy of 2,000 rows crosses 50 boundaries.
-    let Some(rig) = Rig::start_tuned(src, |cfg| {
-        cfg.snapshot_chunk_rows = 40;
-        cfg.topic_partitions = 1;
-    })
-    .await
-    else {
-        return;
-    };
+    let Some(rig) = race_rig(40).await else { return };
     let db = rig.src.db.clone();
     rig.src
         .exec(&[
-            "CREATE TABLE race (id INT PRIMARY KEY, v INT)",
-            "CREATE TABLE race2 (a VARCHAR(10), b INT, v INT, PRIMARY KEY (a, b))",
-            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
             "INSERT INTO race SELECT seq * 2, seq FROM seq_1_to_1000",
             "INSERT INTO race2 SELECT CONCAT('k', seq % 40), seq DIV 40, seq FROM seq_0_to_999",
         ])
@@ -267,34 +294,20 @@ async fn a_copy_racing_writes_at_every_chunk_boundary_ends_equal_to_the_table_co
     let fences = write_fences(&rig).await;
     let messages = read_to_fence(&rig, &topic, &fences).await;
 
-    // One partition: the topic is in binlog order, so replaying it (a key
-    // that changes leaves under its old value) must rebuild each table.
-    let mut replayed: HashMap<&Value, BTreeMap<String, Value>> = HashMap::new();
-    for m in messages.iter().filter(|m| m.payload["source"]["table"] != "fence") {
-        let table = replayed.entry(&m.payload["source"]["table"]).or_default();
-        let key = |image: &Value| match image.get("id") {
-            Some(id) => id.to_string(),
-            None => format!("{}/{}", image["a"], image["b"]),
-        };
-        if !m.payload["before"].is_null() {
-            table.remove(&key(&m.payload["before"]));
-        }
-        if !m.payload["after"].is_null() {
-            table.insert(key(&m.payload["after"]), m.payload["after"].clone());
-        }
-    }
+    // One partition: the topic is in binlog order, so replaying it must
+    // rebuild each table.
     let mut conn = rig.src.pool.get_conn().await.unwrap();
     let race: Vec<(i64, i64)> = conn.query("SELECT id, v FROM race").await.unwrap();
     let want: BTreeMap<String, Value> =
         race.iter().map(|(id, v)| (id.to_string(), json!({"id": id, "v": v}))).collect();
-    let got = replayed.remove(&json!("race")).unwrap_or_default();
+    let got = replay(&messages, "race");
     assert_eq!(got.len(), want.len(), "rows of race");
     assert!(got == want, "race differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
 
     let race2: Vec<(String, i64, i64)> = conn.query("SELECT a, b, v FROM race2").await.unwrap();
     let want: BTreeMap<String, Value> =
         race2.into_iter().map(|(a, b, v)| (format!("\"{a}\"/{b}"), json!({"a": a, "b": b, "v": v}))).collect();
-    let got = replayed.remove(&json!("race2")).unwrap_or_default();
+    let got = replay(&messages, "race2");
     assert!(got == want, "race2 differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
 
     // The copy sends each key at most once.
@@ -358,6 +371,18 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
     conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
     let d = rig.api.call("GET", &format!("/v1/task/{id}"), None).await;
     assert!(copying(d.expect_ok()), "the ALTER ran mid-copy: {}", d.expect_ok());
+    // Per-table progress, in the detail and on the dashboard's task page.
+    let alt =
+        d.expect_ok()["snapshot"]["tables"].as_array().unwrap().iter().find(|t| t["table"] == format!("{db}.alt"));
+    let alt = alt.expect("alt's progress").clone();
+    assert_eq!((alt["key"].as_str(), alt["done"].as_bool()), (Some("PRIMARY"), Some(false)), "{alt}");
+    assert!(alt["rows"].as_u64() > Some(0) && alt["chunks"].as_u64() > Some(0), "{alt}");
+    let page = rig.api.call("GET", &format!("/ui/tasks/{id}"), None).await;
+    assert!(
+        page.raw.contains("id=\"snapshot-tables\"") && page.raw.contains(&format!("<td>{db}.alt</td>")),
+        "{}",
+        page.raw
+    );
 
     rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
     let fences = write_fences(&rig).await;
@@ -386,24 +411,9 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_on_demand_snapshot_recopies_a_slice_of_a_table_during_heavy_writes() {
-    let Some(src) = dts_e2e::SourceDb::create().await else { return };
-    let Some(rig) = Rig::start_tuned(src, |cfg| {
-        cfg.snapshot_chunk_rows = 100;
-        cfg.topic_partitions = 1;
-    })
-    .await
-    else {
-        return;
-    };
+    let Some(rig) = race_rig(100).await else { return };
     let db = rig.src.db.clone();
-    rig.src
-        .exec(&[
-            "CREATE TABLE race (id INT PRIMARY KEY, v INT)",
-            "CREATE TABLE race2 (a VARCHAR(10), b INT, v INT, PRIMARY KEY (a, b))",
-            "CREATE TABLE fence (id BIGINT PRIMARY KEY)",
-            "INSERT INTO race SELECT seq, seq FROM seq_1_to_2400",
-        ])
-        .await;
+    rig.src.exec(&["INSERT INTO race SELECT seq, seq FROM seq_1_to_2400"]).await;
     let topic = unique_topic("snapdemand");
     let body = rig.task(
         json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
@@ -459,19 +469,12 @@ async fn an_on_demand_snapshot_recopies_a_slice_of_a_table_during_heavy_writes()
     assert!(reads.iter().all(|m| m.payload["after"]["id"].as_i64().unwrap() <= 1200));
     let keys: BTreeSet<&str> = reads.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(keys.len(), reads.len(), "a key copied twice");
-    let mut replayed: BTreeMap<i64, Value> = BTreeMap::new();
-    for m in messages.iter().filter(|m| m.payload["source"]["table"] == "race") {
-        if let Some(id) = m.payload["before"]["id"].as_i64() {
-            replayed.remove(&id);
-        }
-        if let Some(id) = m.payload["after"]["id"].as_i64() {
-            replayed.insert(id, m.payload["after"].clone());
-        }
-    }
     let mut conn = rig.src.pool.get_conn().await.unwrap();
     let rows: Vec<(i64, i64)> = conn.query("SELECT id, v FROM race WHERE id <= 1200").await.unwrap();
-    let want: BTreeMap<i64, Value> = rows.iter().map(|(id, v)| (*id, json!({"id": id, "v": v}))).collect();
-    let got: BTreeMap<i64, Value> = replayed.into_iter().filter(|(id, _)| *id <= 1200).collect();
+    let want: BTreeMap<String, Value> =
+        rows.iter().map(|(id, v)| (id.to_string(), json!({"id": id, "v": v}))).collect();
+    let got: BTreeMap<String, Value> =
+        replay(&messages, "race").into_iter().filter(|(_, v)| v["id"].as_i64() <= Some(1200)).collect();
     assert!(got == want, "the slice differs at {:?}", want.iter().find(|(k, v)| got.get(*k) != Some(v)));
 
     // A cancelled request copies no more and the task streams on.

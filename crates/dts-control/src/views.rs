@@ -112,6 +112,26 @@ pub struct SnapshotTableView {
     pub condition: Option<String>,
 }
 
+/// The checkpoint's per-table copy entries (`{"db", "table", "done", "rows", ..}`).
+fn table_views(tables: &[serde_json::Value]) -> Vec<SnapshotTableView> {
+    let u64_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+    tables
+        .iter()
+        .map(|t| SnapshotTableView {
+            table: format!("{}.{}", str_of(t, "db").unwrap_or_default(), str_of(t, "table").unwrap_or_default()),
+            done: t["done"] == true,
+            rows: u64_of(t, "rows").unwrap_or(0),
+            chunks: u64_of(t, "chunks").unwrap_or(0),
+            estimated_rows: u64_of(t, "estimated_rows"),
+            key: str_of(t, "key"),
+            note: str_of(t, "note"),
+            request: t.get("request").and_then(serde_json::Value::as_i64),
+            condition: str_of(t, "where"),
+        })
+        .collect()
+}
+
 /// `GET /v1/task/{id}/snapshot`.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct SnapshotStatus<'a> {
@@ -138,11 +158,9 @@ pub fn snapshot_status<'a>(
         .unwrap_or_default();
     if tables.is_empty() {
         // Copied: the checkpoint keeps the request's tables apart.
-        let copied = cp.as_ref().and_then(|c| c.get("request_tables")).cloned().unwrap_or_default();
-        let section = serde_json::json!({ "snapshot": { "tables": copied } }).to_string();
-        tables = snapshot_view(Some(&section), 0)
-            .map(|v| v.tables.into_iter().filter(|t| t.request == Some(r.id)).collect())
-            .unwrap_or_default();
+        let copied = cp.as_ref().and_then(|c| c.get("request_tables")).and_then(serde_json::Value::as_array);
+        tables =
+            table_views(copied.map_or(&[], Vec::as_slice)).into_iter().filter(|t| t.request == Some(r.id)).collect();
     }
     let state = if tables.iter().all(|t| t.done) { "done" } else { "copying" };
     SnapshotStatus { request, state, tables }
@@ -154,23 +172,7 @@ fn snapshot_view(checkpoint: Option<&str>, now_ms: i64) -> Option<SnapshotView> 
     let v: serde_json::Value = serde_json::from_str(checkpoint?).ok()?;
     let s = v.get("snapshot")?;
     let u64_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-    let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
-    let tables: Vec<SnapshotTableView> = s
-        .get("tables")?
-        .as_array()?
-        .iter()
-        .map(|t| SnapshotTableView {
-            table: format!("{}.{}", str_of(t, "db").unwrap_or_default(), str_of(t, "table").unwrap_or_default()),
-            done: t["done"] == true,
-            rows: u64_of(t, "rows").unwrap_or(0),
-            chunks: u64_of(t, "chunks").unwrap_or(0),
-            estimated_rows: u64_of(t, "estimated_rows"),
-            key: str_of(t, "key"),
-            note: str_of(t, "note"),
-            request: t.get("request").and_then(serde_json::Value::as_i64),
-            condition: str_of(t, "where"),
-        })
-        .collect();
+    let tables = table_views(s.get("tables")?.as_array()?);
     let rows_copied = u64_of(s, "rows_copied").unwrap_or(0);
     let estimated_rows = tables.iter().map(|t| t.estimated_rows.unwrap_or(0).max(t.rows)).sum::<u64>();
     // Rows left: what the estimates say the unfinished tables still hold.

@@ -226,16 +226,20 @@ pub async fn server_info(conn: &mut mysql_async::Conn) -> Result<ServerInfo, Sou
     Ok(ServerInfo { flavor, version, gtids, checksums: checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE")) })
 }
 
-/// The source's current end of binlog, where an `incr: true` task starts.
-pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -> Result<Checkpoint, SourceError> {
+/// The source's binlog status row: file, position, ..., and (MySQL) the
+/// executed GTID set in column 4.
+pub(crate) async fn binlog_status(conn: &mut mysql_async::Conn) -> Result<mysql_async::Row, SourceError> {
     let status: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
         Ok(row) => row,
         // MySQL 8.4 renamed it.
         Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(SourceError::from_mysql)?,
     };
-    let Some(row) = status else {
-        return Err(SourceError::Definite("binary logging is off on the source (log_bin): enable it".into()));
-    };
+    status.ok_or_else(|| SourceError::Definite("binary logging is off on the source (log_bin): enable it".into()))
+}
+
+/// The source's current end of binlog, where an `incr: true` task starts.
+pub async fn current_position(conn: &mut mysql_async::Conn, info: &ServerInfo) -> Result<Checkpoint, SourceError> {
+    let row = binlog_status(conn).await?;
     let file: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or(4);
     let gtid = match info.flavor {

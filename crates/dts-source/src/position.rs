@@ -129,6 +129,11 @@ impl TableProgress {
 }
 
 impl SnapshotProgress {
+    /// A copy of `tables` starting now.
+    pub fn new(tables: Vec<TableProgress>) -> Self {
+        Self { tables, rows_copied: 0, started_ms: dts_core::now_ms() }
+    }
+
     pub fn tables_done(&self) -> usize {
         self.tables.iter().filter(|t| t.done).count()
     }

@@ -111,11 +111,7 @@ pub async fn take_request(
         cp.copies.request_tables.clear();
     }
     let Some(request) = request.filter(|r| r.id > cp.copies.requests_taken) else { return Ok(()) };
-    let progress = cp.snapshot.get_or_insert_with(|| SnapshotProgress {
-        tables: Vec::new(),
-        rows_copied: 0,
-        started_ms: now_ms(),
-    });
+    let progress = cp.snapshot.get_or_insert_with(|| SnapshotProgress::new(Vec::new()));
     for (db, table) in &request.tables {
         let estimate: Option<Option<u64>> = conn
             .exec_first(
@@ -493,13 +489,7 @@ async fn advance(stream: &mut BinlogStream, to: (&str, u64)) -> Result<bool, Sou
 
 /// The end of the source's binlog.
 async fn binlog_end(conn: &mut mysql_async::Conn) -> Result<Snapshot, SourceError> {
-    let status: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
-        Ok(row) => row,
-        // MySQL 8.4 renamed it.
-        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(err)?,
-    };
-    let row = status
-        .ok_or_else(|| SourceError::Definite("binary logging is off on the source (log_bin): enable it".into()))?;
+    let row = crate::binlog_status(conn).await?;
     Ok(Snapshot { file: row.get(0).unwrap_or_default(), pos: row.get(1).unwrap_or(4) })
 }
 

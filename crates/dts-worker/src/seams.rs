@@ -15,7 +15,6 @@ use dts_pipeline::filter::TaskFilter;
 use dts_source::position::SnapshotProgress;
 use dts_source::reader::{BinlogStream, Selection, SourceItem};
 use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
-use dts_store::now_ms;
 use dts_store::tasks::Progress;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -193,6 +192,12 @@ impl Selection for FilterSelection {
     }
 }
 
+/// The filters' `(dbname, match)` pairs, as the checkpoint records what a
+/// copy covered.
+fn covered_by(spec: &dts_core::TaskSpec) -> Vec<(String, String)> {
+    spec.filters.iter().map(|f| (f.dbname.clone(), f.table.clone())).collect()
+}
+
 /// An `incr: false` task copies every table its filters select: after an
 /// alter that selects more, the tables only the new filters select are
 /// added to the copy (the others are not copied again).
@@ -203,7 +208,7 @@ async fn cover_new_tables(
     dbs: &[String],
     selection: &dyn Selection,
 ) -> Result<(), RunError> {
-    let current: Vec<(String, String)> = spec.filters.iter().map(|f| (f.dbname.clone(), f.table.clone())).collect();
+    let current = covered_by(spec);
     let previous = match start.copies.covered.replace(current.clone()) {
         // The first run planned every selected table; a checkpoint from
         // before dts tracked this is taken as covering the filters it has.
@@ -225,11 +230,7 @@ async fn cover_new_tables(
         return Ok(());
     }
     tracing::info!(tables = added.len(), "the altered filters select more tables; copying them");
-    let progress = start.snapshot.get_or_insert_with(|| SnapshotProgress {
-        tables: Vec::new(),
-        rows_copied: 0,
-        started_ms: now_ms(),
-    });
+    let progress = start.snapshot.get_or_insert_with(|| SnapshotProgress::new(Vec::new()));
     for t in added {
         if !progress.tables.iter().any(|p| p.db == t.db && p.table == t.table && p.request.is_none()) {
             progress.tables.push(t);
@@ -274,9 +275,9 @@ impl Endpoints for Live {
             // every selected table still to copy.
             None => {
                 let tables = snapshot::plan(&mut conn, &dbs, selection.as_ref()).await?;
-                let progress = SnapshotProgress { tables, rows_copied: 0, started_ms: now_ms() };
+                let progress = SnapshotProgress::new(tables);
                 let mut cp = Checkpoint { snapshot: Some(progress), ..current_position(&mut conn, &info).await? };
-                cp.copies.covered = Some(spec.filters.iter().map(|f| (f.dbname.clone(), f.table.clone())).collect());
+                cp.copies.covered = Some(covered_by(spec));
                 cp
             }
         };
