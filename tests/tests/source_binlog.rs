@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dts_core::event::{Change, Op, Value};
 use dts_e2e::{random_server_id, SourceDb};
-use dts_source::reader::{stream, Selection, SourceItem};
+use dts_source::reader::{stream, Batch, Selection, SourceItem};
 use dts_source::{checks, current_position, server_info, Checkpoint, SourceError};
 use tokio::sync::mpsc;
 
@@ -31,10 +31,11 @@ impl Selection for Db {
 
 type Reader = tokio::task::JoinHandle<Result<(), SourceError>>;
 
-/// Receives items until `done` says so or the deadline passes; when the
-/// source stops first, fails with its error.
+/// Receives items until `done` says so or the deadline passes (the rest of
+/// the last batch is dropped); when the source stops first, fails with its
+/// error.
 async fn collect(
-    rx: &mut mpsc::Receiver<SourceItem>,
+    rx: &mut mpsc::Receiver<Batch>,
     reader: &mut Reader,
     done: impl Fn(&[SourceItem]) -> bool,
 ) -> Vec<SourceItem> {
@@ -44,8 +45,15 @@ async fn collect(
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
             // Heartbeat hints come whenever the server is quiet for a second.
-            Ok(Some(SourceItem::Idle { .. })) => {}
-            Ok(Some(item)) => items.push(item),
+            // Item by item: a batch may run on past what the caller waits for.
+            Ok(Some(batch)) => {
+                for item in batch.into_iter().filter(|i| !matches!(i, SourceItem::Idle { .. })) {
+                    if done(&items) {
+                        break;
+                    }
+                    items.push(item);
+                }
+            }
             Ok(None) => panic!("the source stopped with {:?}; got {items:#?}", reader.await),
             Err(_) => panic!("timed out; got {items:#?}"),
         }
@@ -91,11 +99,15 @@ async fn a_quiet_source_yields_idle_hints() {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Some(SourceItem::Idle { at_ms })) => {
-                assert!(at_ms >= before, "{at_ms} < {before}");
-                break;
+            Ok(Some(batch)) => {
+                if let Some(at_ms) = batch.iter().find_map(|i| match i {
+                    SourceItem::Idle { at_ms } => Some(*at_ms),
+                    _ => None,
+                }) {
+                    assert!(at_ms >= before, "{at_ms} < {before}");
+                    break;
+                }
             }
-            Ok(Some(_)) => {}
             Ok(None) => panic!("the source stopped with {:?}", reader.await),
             Err(_) => panic!("no idle hint in 120 s"),
         }

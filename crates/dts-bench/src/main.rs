@@ -51,6 +51,42 @@ struct Result {
     /// The Python baseline's rows/s on the same rows, where it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline_rows_per_sec: Option<f64>,
+    /// Repeated scenarios: how many runs, and the lowest and highest rows/s
+    /// (`rows_per_sec` is then the median, lag the run with the median p99).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range: Option<(f64, f64)>,
+}
+
+/// Folds repeated runs of one variant into one line: median and range of
+/// rows/s, median baseline, the lag of the median-p99 run, the highest RSS.
+fn combine(mut runs: Vec<Result>) -> Result {
+    let n = runs.len();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let rates: Vec<f64> = runs.iter().map(|r| r.rows_per_sec).collect();
+    let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let rate = median(rates).unwrap_or(f64::NAN);
+    let baseline = median(runs.iter().filter_map(|r| r.baseline_rows_per_sec).collect());
+    let rss = runs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max);
+    let mut lags: Vec<LagStats> = runs.iter().filter_map(|r| r.lag_ms).collect();
+    lags.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+    let lag = lags.get(lags.len() / 2).copied();
+    runs.sort_by(|a, b| a.rows_per_sec.total_cmp(&b.rows_per_sec));
+    let mid = runs.swap_remove(n / 2);
+    Result {
+        rows_per_sec: rate,
+        baseline_rows_per_sec: baseline,
+        peak_rss_mib: rss,
+        lag_ms: lag,
+        runs: Some(n),
+        range: Some((low, high)),
+        ..mid
+    }
 }
 
 #[derive(Debug, Serialize, Default, Clone, Copy)]
@@ -64,13 +100,16 @@ struct LagStats {
 struct Args {
     scenarios: Vec<String>,
     rows: u64,
+    /// Runs of each throughput and lag variant (median and range reported).
+    runs: usize,
     out: PathBuf,
 }
 
 fn args() -> std::result::Result<Args, String> {
     let mut a = Args {
-        scenarios: ["cdc", "snapshot", "lag", "ceiling", "api", "memory", "ingest"].map(String::from).to_vec(),
+        scenarios: ["cdc", "many", "snapshot", "lag", "ceiling", "api", "memory", "ingest"].map(String::from).to_vec(),
         rows: 1_000_000,
+        runs: 3,
         out: "bench-results".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -80,9 +119,12 @@ fn args() -> std::result::Result<Args, String> {
             "--scenarios" => a.scenarios = value.split(',').map(str::to_owned).collect(),
             "--rows" => a.rows = value.parse().map_err(|_| format!("--rows: not a number: {value}"))?,
             "--out" => a.out = value.into(),
+            "--runs" => {
+                a.runs = value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--runs: not a count: {value}"))?
+            }
             other => {
                 return Err(format!(
-                    "unknown flag {other} (known: --scenarios cdc,snapshot,lag,ceiling,api,memory,ingest --rows N --out DIR)"
+                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --out DIR)"
                 ))
             }
         }
@@ -129,6 +171,12 @@ impl Bench {
         self.store.create_task(spec, Some(&at)).await.unwrap_or_else(|e| panic!("submit: {e}")).id
     }
 
+    /// Stops a task and waits until it has stopped.
+    async fn stop(&self, id: i64) {
+        self.store.set_desired_state(id, DesiredState::Stopped).await.unwrap_or_else(|e| panic!("{e}"));
+        self.wait(id, "Stopped", |t| t.state == TaskState::Stopped).await;
+    }
+
     /// Polls the task every 10 ms until `pred` holds (10 minutes at most).
     async fn wait(&self, id: i64, what: &str, pred: impl Fn(&dts_store::TaskRecord) -> bool) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -153,9 +201,21 @@ fn wide_value() -> String {
     "x".repeat(1000)
 }
 
-async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Result {
+/// What the backlog's transactions look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backlog {
+    /// 1,000 rows per transaction, small rows.
+    Small,
+    /// 1,000 rows per transaction, ~1 KB rows.
+    Wide,
+    /// One small row per transaction (OLTP-style: one event, one commit).
+    SingleRow,
+}
+
+async fn cdc(bench: &Bench, rows: u64, backlog: Backlog, partition_mode: &str) -> Result {
+    let wide = backlog == Backlog::Wide;
     // Unique: the memory scenario runs this again in the same database.
-    let table = dts_e2e::unique_topic(&format!("cdc_{}_{}", if wide { "wide" } else { "small" }, partition_mode));
+    let table = dts_e2e::unique_topic(&format!("cdc_{backlog:?}_{partition_mode}").to_ascii_lowercase());
     let column = if wide { "v VARCHAR(1100)" } else { "v VARCHAR(20)" };
     bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, n INT, {column})")]).await;
     let spec = bench.spec(&table, &dts_e2e::unique_topic(&table), partition_mode, true);
@@ -163,12 +223,22 @@ async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Resu
     bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
     bench.store.set_desired_state(id, DesiredState::Stopped).await.unwrap_or_else(|e| panic!("{e}"));
     bench.wait(id, "Stopped", |t| t.state == TaskState::Stopped).await;
-    // The backlog: multi-row transactions of 1,000 rows.
     let v = if wide { wide_value() } else { "small-row".into() };
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
-    for start in (0..rows).step_by(1000) {
-        let end = (start + 1000).min(rows);
-        let sql = format!("INSERT INTO {table} SELECT seq, seq % 1000, '{v}' FROM seq_{}_to_{}", start + 1, end);
+    let step = if backlog == Backlog::SingleRow { 10_000 } else { 1000 };
+    for start in (0..rows).step_by(step) {
+        let end = (start + step as u64).min(rows);
+        let sql = match backlog {
+            // Multi-row transactions of 1,000 rows.
+            Backlog::Small | Backlog::Wide => {
+                format!("INSERT INTO {table} SELECT seq, seq % 1000, '{v}' FROM seq_{}_to_{}", start + 1, end)
+            }
+            // With autocommit every INSERT of the loop is its own transaction.
+            Backlog::SingleRow => format!(
+                "BEGIN NOT ATOMIC FOR i IN {}..{end} DO INSERT INTO {table} VALUES (i, i % 1000, '{v}'); END FOR; END",
+                start + 1
+            ),
+        };
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let last_gtid: Option<String> =
@@ -181,7 +251,14 @@ async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Resu
     let started = Instant::now();
     let done = bench.wait(id, "catching up", |t| t.pos.ends_with(&last_gtid)).await;
     let seconds = (done - started).as_secs_f64();
-    let variant = format!("{} rows, partition_mode {partition_mode}", if wide { "~1 KB" } else { "small" });
+    // Tasks left streaming would read every later scenario's binlog too.
+    bench.stop(id).await;
+    let shape = match backlog {
+        Backlog::Small => "small rows",
+        Backlog::Wide => "~1 KB rows",
+        Backlog::SingleRow => "single-row transactions",
+    };
+    let variant = format!("{shape}, partition_mode {partition_mode}");
     let mut result = Result {
         scenario: "cdc".into(),
         variant,
@@ -190,10 +267,66 @@ async fn cdc(bench: &Bench, rows: u64, wide: bool, partition_mode: &str) -> Resu
         rows_per_sec: rows as f64 / seconds,
         ..Default::default()
     };
-    if !wide && partition_mode == "primary_key" {
+    if backlog != Backlog::Wide && partition_mode == "primary_key" {
         result.baseline_rows_per_sec = baseline(bench, &table, from.as_deref(), rows).await;
     }
     result
+}
+
+/// `tasks` tasks on the one in-process worker, each on its own table of
+/// one source: a backlog spread evenly over the tables, timed until every
+/// task has caught up. Every task reads the whole binlog and decodes only
+/// its own table's rows.
+async fn many(bench: &Bench, rows: u64, tasks: usize) -> Result {
+    let prefix = dts_e2e::unique_topic("many");
+    let tables: Vec<String> = (0..tasks).map(|i| format!("{prefix}_{i}")).collect();
+    let mut ids = Vec::new();
+    for table in &tables {
+        bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))")]).await;
+        let spec = bench.spec(table, &dts_e2e::unique_topic(table), "primary_key", true);
+        ids.push(bench.submit(&spec).await);
+    }
+    for &id in &ids {
+        bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
+        bench.store.set_desired_state(id, DesiredState::Stopped).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    for &id in &ids {
+        bench.wait(id, "Stopped", |t| t.state == TaskState::Stopped).await;
+    }
+    let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
+    for (n, start) in (0..rows).step_by(1000).enumerate() {
+        let end = (start + 1000).min(rows);
+        let table = &tables[n % tasks];
+        let sql = format!("INSERT INTO {table} SELECT seq, seq % 1000, 'small-row' FROM seq_{}_to_{end}", start + 1);
+        mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let last: Option<String> =
+        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let last = last.unwrap_or_default();
+    reset_peak_rss();
+    let started = Instant::now();
+    for &id in &ids {
+        bench.store.set_desired_state(id, DesiredState::Running).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut done = started;
+    for &id in &ids {
+        done = done.max(bench.wait(id, "catching up", |t| t.pos.ends_with(&last)).await);
+    }
+    let seconds = (done - started).as_secs_f64();
+    for &id in &ids {
+        bench.stop(id).await;
+    }
+    Result {
+        scenario: "many".into(),
+        variant: format!("{tasks} tasks, one table each, small rows (aggregate rows/s; RSS of the bench process)"),
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+        peak_rss_mib: Some(peak_rss_mib()),
+        ..Default::default()
+    }
 }
 
 /// The Python baseline over the same binlog range (`DTS_BENCH_BASELINE`,
@@ -256,6 +389,7 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
     });
     let done = bench.wait(id, "Running", |t| t.state == TaskState::Running).await;
     let _ = stop.send(true);
+    bench.stop(id).await;
     let written = writer.await.unwrap_or(0);
     let seconds = (done - started).as_secs_f64();
     let (addr, t) = (bench.kafka.clone(), topic.clone());
@@ -286,7 +420,7 @@ fn micros_now() -> i64 {
 }
 
 async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
-    let table = format!("lag_{rate}");
+    let table = dts_e2e::unique_topic(&format!("lag_{rate}"));
     bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, written_us BIGINT)")]).await;
     let topic = dts_e2e::unique_topic(&table);
     let id = bench.submit(&bench.spec(&table, &topic, "primary_key", true)).await;
@@ -298,6 +432,7 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
     let total = rate * seconds;
     let mut next = 1u64;
+    let writing = Instant::now();
     while next <= total {
         tick.tick().await;
         let now = micros_now();
@@ -306,9 +441,13 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
         let sql = format!("INSERT INTO {table} VALUES {}", values.join(","));
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
+    // The rate the source really took: above ~50k rows/s the writer, the
+    // source and dts share the two cores.
+    let written_in = writing.elapsed().as_secs_f64();
     let (addr, t) = (bench.kafka.clone(), topic.clone());
     let messages =
         tokio::task::spawn_blocking(move || dts_e2e::read_topic(&addr, &t, total as usize)).await.unwrap_or_default();
+    bench.stop(id).await;
     let mut lags: Vec<f64> = messages
         .iter()
         .filter_map(|m| m.payload["after"]["written_us"].as_i64().map(|w| (m.timestamp_ms * 1000 - w) as f64 / 1000.0))
@@ -318,21 +457,22 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
     let stats = LagStats { p50: at(0.5), p99: at(0.99), max: lags.last().copied().unwrap_or(f64::NAN) };
     Result {
         scenario: "lag".into(),
-        variant: format!("{rate} rows/s for {seconds} s"),
+        variant: format!("{rate} rows/s asked for {seconds} s (rows/s: the rate written)"),
         rows: lags.len() as u64,
-        seconds: seconds as f64,
-        rows_per_sec: rate as f64,
+        seconds: written_in,
+        rows_per_sec: total as f64 / written_in,
         lag_ms: Some(stats),
         ..Default::default()
     }
 }
 
 /// The table the reader-only ceiling reads.
-struct CeilingTable(String);
+/// One table of the source database: (db, table).
+struct CeilingTable(String, String);
 
 impl dts_source::reader::Selection for CeilingTable {
     fn table(&self, db: &str, table: &str) -> bool {
-        db == self.0 && table == "ceiling"
+        db == self.0 && table == self.1
     }
     fn database(&self, db: &str) -> bool {
         db == self.0
@@ -348,7 +488,8 @@ impl dts_source::reader::Selection for CeilingTable {
 /// The binlog alone: read and decode a backlog, produce nothing.
 async fn reader_ceiling(bench: &Bench, rows: u64) -> Result {
     use dts_source::reader::{stream, SourceItem};
-    bench.src.exec(&["CREATE TABLE ceiling (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))"]).await;
+    let table = dts_e2e::unique_topic("ceiling");
+    bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))")]).await;
     let cfg = bench.src.source_config(dts_e2e::random_server_id());
     let mut conn = cfg.connect().await.unwrap_or_else(|e| panic!("{e}"));
     let info = dts_source::server_info(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
@@ -356,18 +497,17 @@ async fn reader_ceiling(bench: &Bench, rows: u64) -> Result {
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
     for s in (0..rows).step_by(1000) {
         let end = (s + 1000).min(rows);
-        let sql = format!("INSERT INTO ceiling SELECT seq, seq % 1000, 'small-row' FROM seq_{}_to_{end}", s + 1);
+        let sql = format!("INSERT INTO {table} SELECT seq, seq % 1000, 'small-row' FROM seq_{}_to_{end}", s + 1);
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-    let select = std::sync::Arc::new(CeilingTable(bench.src.db.clone()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let select = std::sync::Arc::new(CeilingTable(bench.src.db.clone(), table));
     let started = Instant::now();
     let reader = tokio::spawn(async move { stream(&cfg, &info, &start, select, tx).await });
     let mut seen = 0u64;
     while seen < rows {
         match rx.recv().await {
-            Some(SourceItem::Change(_)) => seen += 1,
-            Some(SourceItem::Commit { .. } | SourceItem::Idle { .. }) => {}
+            Some(batch) => seen += batch.iter().filter(|i| matches!(i, SourceItem::Change(_))).count() as u64,
             None => break,
         }
     }
@@ -538,7 +678,7 @@ fn reset_peak_rss() {
 
 async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
     reset_peak_rss();
-    let mut cdc_run = cdc(bench, rows, false, "table").await;
+    let mut cdc_run = cdc(bench, rows, Backlog::Small, "table").await;
     cdc_run.scenario = "memory".into();
     cdc_run.variant = format!("peak RSS during a {rows}-row CDC backlog");
     cdc_run.peak_rss_mib = Some(peak_rss_mib());
@@ -573,21 +713,26 @@ async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
     vec![cdc_run, big]
 }
 
-fn markdown(results: &[Result], cores: usize) -> String {
+fn markdown(results: &[Result], cores: usize, source: &str) -> String {
     let mut md = String::from(
-        "| scenario | variant | rows | seconds | rows/s | baseline rows/s (ratio) | lag p50 / p99 / max (ms) | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | variant | rows | seconds | rows/s (median) | range over runs | baseline rows/s (ratio) | lag p50 / p99 / max (ms) | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let lag = r.lag_ms.map_or(String::new(), |l| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max));
         let rss = r.peak_rss_mib.map_or(String::new(), |m| format!("{m:.0}"));
         let base = r.baseline_rows_per_sec.map_or(String::new(), |b| format!("{b:.0} ({:.1}x)", r.rows_per_sec / b));
+        let range = match (r.runs, r.range) {
+            (Some(n), Some((lo, hi))) => format!("{lo:.0}–{hi:.0} ({n} runs)"),
+            _ => String::new(),
+        };
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.0} | {base} | {lag} | {rss} |\n",
+            "| {} | {} | {} | {:.2} | {:.0} | {range} | {base} | {lag} | {rss} |\n",
             r.scenario, r.variant, r.rows, r.seconds, r.rows_per_sec
         ));
     }
     md.push_str(&format!(
-        "\nMachine: {cores} cores. Source: MariaDB; broker: tansu (Kafka protocol), both on loopback.\n"
+        "\nMachine: {cores} cores, dts {}, source {source}; broker: tansu (Kafka protocol), both on loopback.\n",
+        env!("CARGO_PKG_VERSION")
     ));
     md
 }
@@ -612,11 +757,27 @@ async fn main() -> std::process::ExitCode {
     for scenario in &args.scenarios {
         match scenario.as_str() {
             "cdc" => {
-                for (wide, mode) in [(false, "table"), (false, "primary_key"), (true, "table"), (true, "primary_key")] {
-                    let rows = if wide { args.rows / 4 } else { args.rows };
-                    let r = cdc(&bench, rows, wide, mode).await;
-                    eprintln!("{}: {} -> {:.0} rows/s", r.scenario, r.variant, r.rows_per_sec);
-                    results.push(r);
+                let runs = [
+                    (Backlog::Small, "table"),
+                    (Backlog::Small, "primary_key"),
+                    (Backlog::Wide, "table"),
+                    (Backlog::Wide, "primary_key"),
+                    (Backlog::SingleRow, "primary_key"),
+                ];
+                for (backlog, mode) in runs {
+                    let rows = match backlog {
+                        Backlog::Small => args.rows,
+                        Backlog::Wide => args.rows / 4,
+                        // The Python baseline reads ~3.5k of these a second.
+                        Backlog::SingleRow => args.rows / 10,
+                    };
+                    let mut each = Vec::new();
+                    for _ in 0..args.runs {
+                        let r = cdc(&bench, rows, backlog, mode).await;
+                        eprintln!("{}: {} -> {:.0} rows/s", r.scenario, r.variant, r.rows_per_sec);
+                        each.push(r);
+                    }
+                    results.push(combine(each));
                 }
             }
             "snapshot" => {
@@ -625,23 +786,47 @@ async fn main() -> std::process::ExitCode {
                 results.push(r);
             }
             "lag" => {
-                for rate in [5_000, 20_000] {
-                    let r = lag(&bench, rate, 10).await;
-                    eprintln!("{}: {} -> {:?}", r.scenario, r.variant, r.lag_ms);
-                    results.push(r);
+                for rate in [5_000, 20_000, 100_000] {
+                    let mut each = Vec::new();
+                    for _ in 0..args.runs {
+                        let r = lag(&bench, rate, 10).await;
+                        eprintln!("{}: {} -> {:?}", r.scenario, r.variant, r.lag_ms);
+                        each.push(r);
+                    }
+                    results.push(combine(each));
                 }
             }
             "ceiling" => {
-                for r in [reader_ceiling(&bench, args.rows).await, producer_ceiling(&bench, args.rows).await] {
-                    eprintln!("{}: {} -> {:.0} rows/s", r.scenario, r.variant, r.rows_per_sec);
-                    results.push(r);
+                let (mut reads, mut produces) = (Vec::new(), Vec::new());
+                for _ in 0..args.runs {
+                    for (r, into) in [
+                        (reader_ceiling(&bench, args.rows).await, &mut reads),
+                        (producer_ceiling(&bench, args.rows).await, &mut produces),
+                    ] {
+                        eprintln!("{}: {} -> {:.0} rows/s", r.scenario, r.variant, r.rows_per_sec);
+                        into.push(r);
+                    }
                 }
+                results.push(combine(reads));
+                results.push(combine(produces));
             }
             "api" => {
                 for r in api(&bench).await {
                     eprintln!("{}: {} -> {:.0} req/s {:?}", r.scenario, r.variant, r.rows_per_sec, r.lag_ms);
                     results.push(r);
                 }
+            }
+            "many" => {
+                let mut each = Vec::new();
+                for _ in 0..args.runs {
+                    let r = many(&bench, args.rows, 16).await;
+                    eprintln!(
+                        "{}: {} -> {:.0} rows/s, {:?} MiB",
+                        r.scenario, r.variant, r.rows_per_sec, r.peak_rss_mib
+                    );
+                    each.push(r);
+                }
+                results.push(combine(each));
             }
             "memory" => {
                 for r in memory(&bench, args.rows).await {
@@ -657,14 +842,20 @@ async fn main() -> std::process::ExitCode {
             }
             other => {
                 eprintln!(
-                    "dts-bench: unknown scenario {other} (known: cdc, snapshot, lag, ceiling, api, memory, ingest)"
+                    "dts-bench: unknown scenario {other} (known: cdc, many, snapshot, lag, ceiling, api, memory, ingest)"
                 );
                 return std::process::ExitCode::from(2);
             }
         }
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let md = markdown(&results, cores);
+    let source: Option<String> = match bench.src.pool.get_conn().await {
+        Ok(mut conn) => {
+            mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT VERSION()").await.ok().flatten()
+        }
+        Err(_) => None,
+    };
+    let md = markdown(&results, cores, source.as_deref().unwrap_or("MySQL/MariaDB"));
     let written = std::fs::create_dir_all(&args.out)
         .and_then(|()| {
             std::fs::write(args.out.join("results.json"), serde_json::to_vec_pretty(&results).unwrap_or_default())

@@ -171,9 +171,10 @@ impl Op {
 pub struct SourcePosition {
     pub server_id: u32,
     /// GTID of the transaction (`0-1-42` on MariaDB, `uuid:42` on MySQL);
-    /// empty when GTID is off or for snapshot reads.
-    pub gtid: String,
-    pub file: String,
+    /// empty when GTID is off or for snapshot reads. Shared by every row of
+    /// a transaction, like `file`, so a row costs no string copies.
+    pub gtid: Arc<str>,
+    pub file: Arc<str>,
     pub pos: u64,
     /// Index of the row within its event.
     pub row: u32,

@@ -385,9 +385,11 @@ impl Collector for TaskCollector {
             ("dts_task_in_flight_messages", "Messages sent to Kafka and not yet acknowledged", |t| {
                 t.in_flight.load(Relaxed) as i64
             }),
-            ("dts_task_queue_length", "Changes read from the source and waiting for the pipeline", |t| {
-                t.queue_len.load(Relaxed) as i64
-            }),
+            (
+                "dts_task_queue_length",
+                "Batches of changes (up to 256 each) read from the source and waiting for the pipeline",
+                |t| t.queue_len.load(Relaxed) as i64,
+            ),
             ("dts_task_queue_capacity", "Capacity of that queue", |t| t.queue_capacity.load(Relaxed) as i64),
             ("dts_task_snapshot_tables_done", "Tables the snapshot has copied completely", |t| {
                 t.snapshot_tables_done.load(Relaxed) as i64

@@ -49,6 +49,12 @@ impl TaskFilter {
     }
 
     /// True when some entry names the database (for DDL that names no table).
+    /// True when some entry filters rows; without one, every row of a
+    /// selected table passes and [`TaskFilter::passes`] need not run.
+    pub fn filters_rows(&self) -> bool {
+        self.rules.iter().any(|r| r.rows.is_some())
+    }
+
     pub fn selects_database(&self, db: &str) -> bool {
         self.rules.iter().any(|r| r.db == db)
     }
@@ -114,6 +120,9 @@ mod tests {
         assert!(f.passes(&change("school", "students_1", Op::Read, None, Some(5))));
         assert!(f.passes(&change("school", "check_delay", Op::Insert, None, Some(0))), "empty filter: every row");
         assert!(!f.passes(&change("other", "check_delay", Op::Insert, None, Some(9))));
+        assert!(f.filters_rows());
+        let plain = TaskFilter::new(&[rule("school", "check_delay", ""), rule("school", "/x/", " ")]).unwrap();
+        assert!(!plain.filters_rows(), "empty and blank filters filter nothing");
     }
 
     #[test]

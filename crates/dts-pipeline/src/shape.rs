@@ -63,32 +63,49 @@ impl Shaper {
     /// message's `ts_ms` (when dts processed it) and `source.ts_ms` the
     /// source commit time; the flat format's `__ts_ms` is the commit time.
     pub fn encode(&self, change: &Change, now_ms: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(change, now_ms, &mut out);
+        out
+    }
+
+    /// [`Shaper::encode`] into `out` (cleared first), so one buffer serves
+    /// every message of a run.
+    pub fn encode_into(&self, change: &Change, now_ms: i64, out: &mut Vec<u8>) {
+        out.clear();
         let encoded = match change {
             Change::Row(row) => {
-                let keep = self.kept_columns(&row.schema);
+                // Most tasks exclude nothing: no per-row column list then.
+                let keep =
+                    (!self.everywhere.is_empty() || !self.per_table.is_empty()).then(|| self.kept_columns(&row.schema));
+                let keep = keep.as_deref();
                 if self.flat {
-                    serde_json::to_vec(&FlatRow { change: row, keep: &keep })
+                    serde_json::to_writer(&mut *out, &FlatRow { change: row, keep })
                 } else {
-                    serde_json::to_vec(&NestedRow { change: row, keep: &keep, now_ms })
+                    serde_json::to_writer(&mut *out, &NestedRow { change: row, keep, now_ms })
                 }
             }
             Change::Ddl(ddl) => {
                 if self.flat {
-                    serde_json::to_vec(&FlatDdl { ddl })
+                    serde_json::to_writer(&mut *out, &FlatDdl { ddl })
                 } else {
-                    serde_json::to_vec(&NestedDdl { ddl, now_ms })
+                    serde_json::to_writer(&mut *out, &NestedDdl { ddl, now_ms })
                 }
             }
         };
         // Our Serialize impls only fail on a broken writer, and Vec never fails.
-        encoded.unwrap_or_default()
+        if encoded.is_err() {
+            out.clear();
+        }
     }
 }
+
+/// Which columns go out (`None`: all of them).
+type Keep<'a> = Option<&'a [bool]>;
 
 struct Image<'a> {
     schema: &'a TableSchema,
     row: &'a Row,
-    keep: &'a [bool],
+    keep: Keep<'a>,
 }
 
 impl Serialize for Image<'_> {
@@ -99,16 +116,16 @@ impl Serialize for Image<'_> {
     }
 }
 
-fn write_columns<M: SerializeMap>(m: &mut M, schema: &TableSchema, row: &Row, keep: &[bool]) -> Result<(), M::Error> {
-    for ((name, value), keep) in schema.columns.iter().zip(&row.0).zip(keep) {
-        if *keep {
+fn write_columns<M: SerializeMap>(m: &mut M, schema: &TableSchema, row: &Row, keep: Keep<'_>) -> Result<(), M::Error> {
+    for (i, (name, value)) in schema.columns.iter().zip(&row.0).enumerate() {
+        if keep.is_none_or(|k| k.get(i).copied().unwrap_or(false)) {
             m.serialize_entry(name, value)?;
         }
     }
     Ok(())
 }
 
-fn image<'a>(schema: &'a TableSchema, row: Option<&'a Row>, keep: &'a [bool]) -> Option<Image<'a>> {
+fn image<'a>(schema: &'a TableSchema, row: Option<&'a Row>, keep: Keep<'a>) -> Option<Image<'a>> {
     row.map(|row| Image { schema, row, keep })
 }
 
@@ -124,8 +141,8 @@ impl Serialize for Source<'_> {
         m.serialize_entry("db", self.db)?;
         m.serialize_entry("table", &self.table)?;
         m.serialize_entry("server_id", &self.pos.server_id)?;
-        m.serialize_entry("gtid", &self.pos.gtid)?;
-        m.serialize_entry("file", &self.pos.file)?;
+        m.serialize_entry("gtid", &*self.pos.gtid)?;
+        m.serialize_entry("file", &*self.pos.file)?;
         m.serialize_entry("pos", &self.pos.pos)?;
         m.serialize_entry("row", &self.pos.row)?;
         m.serialize_entry("ts_ms", &self.pos.ts_ms)?;
@@ -136,7 +153,7 @@ impl Serialize for Source<'_> {
 
 struct NestedRow<'a> {
     change: &'a RowChange,
-    keep: &'a [bool],
+    keep: Keep<'a>,
     now_ms: i64,
 }
 
@@ -155,7 +172,7 @@ impl Serialize for NestedRow<'_> {
 
 struct FlatRow<'a> {
     change: &'a RowChange,
-    keep: &'a [bool],
+    keep: Keep<'a>,
 }
 
 impl Serialize for FlatRow<'_> {
@@ -171,7 +188,7 @@ impl Serialize for FlatRow<'_> {
         m.serialize_entry("__table", c.table())?;
         m.serialize_entry("__op", c.op.code())?;
         m.serialize_entry("__ts_ms", &c.source.ts_ms)?;
-        m.serialize_entry("__gtid", &c.source.gtid)?;
+        m.serialize_entry("__gtid", &*c.source.gtid)?;
         if deleted {
             m.serialize_entry("__deleted", &true)?;
         }
@@ -209,7 +226,7 @@ impl Serialize for FlatDdl<'_> {
         m.serialize_entry("__op", "ddl")?;
         m.serialize_entry("__ddl", &d.statement)?;
         m.serialize_entry("__ts_ms", &d.source.ts_ms)?;
-        m.serialize_entry("__gtid", &d.source.gtid)?;
+        m.serialize_entry("__gtid", &*d.source.gtid)?;
         m.end()
     }
 }

@@ -6,11 +6,16 @@
 //! the checkpoint that resumes right after it. The channel is bounded: when
 //! the pipeline is slow, `send` waits and the loop stops reading, so a huge
 //! transaction never sits in memory.
+//!
+//! Items travel in [`Batch`]es: one channel send (and at most one wake-up
+//! of the pipeline) per [`BATCH_ITEMS`] items while a backlog is read, and
+//! a batch goes out as soon as the source has no event ready, so a live
+//! stream's rows never wait for company.
 
 use std::sync::Arc;
 
 use dts_core::event::{Change, DdlChange, Op, Row, RowChange, SourcePosition};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{
     EventData, OptionalMetaExtractor, OptionalMetadataField, RowsEventData, TableMapEvent,
 };
@@ -34,6 +39,12 @@ const MARIADB_GTID_LIST: u8 = 163;
 const MARIADB_FL_STANDALONE: u8 = 1;
 /// Sent by the source after `@master_heartbeat_period` without events.
 const HEARTBEAT_LOG_EVENT: u8 = 27;
+
+/// The most items one channel send carries.
+pub const BATCH_ITEMS: usize = 256;
+
+/// Items in source order, sent together.
+pub type Batch = Vec<SourceItem>;
 
 /// What the source sends down the pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +76,52 @@ pub trait Selection: Send + Sync {
     fn needs_column_names(&self, db: &str, table: &str) -> bool;
 }
 
+/// The sending end: gathers items into batches. A batch leaves when it is
+/// full or when [`Outbox::flush`] is called, which the reader does before
+/// every wait on the source.
+#[derive(Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Batch>,
+    items: Batch,
+}
+
+impl Outbox {
+    pub fn new(tx: mpsc::Sender<Batch>) -> Self {
+        Self { tx, items: Vec::with_capacity(BATCH_ITEMS) }
+    }
+
+    /// Queues `item`, sending the batch once it is full; false when the
+    /// receiver is gone.
+    pub async fn push(&mut self, item: SourceItem) -> bool {
+        self.items.push(item);
+        self.items.len() < BATCH_ITEMS || self.flush().await
+    }
+
+    /// Sends what is queued (waiting for room); false when the receiver is gone.
+    pub async fn flush(&mut self) -> bool {
+        if self.items.is_empty() {
+            return !self.tx.is_closed();
+        }
+        let batch = std::mem::replace(&mut self.items, Vec::with_capacity(BATCH_ITEMS));
+        self.tx.send(batch).await.is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
+    /// A hint that needs no room: dropped when the queue is busy anyway.
+    fn offer(&mut self, item: SourceItem) {
+        if self.items.is_empty() {
+            let _ = self.tx.try_send(vec![item]);
+        }
+    }
+}
+
 /// The binlog stream, read one event at a time: [`stream`] runs it alone,
 /// [`crate::snapshot::run`] interleaves it with the copy of existing rows.
 pub struct BinlogStream {
@@ -72,7 +129,7 @@ pub struct BinlogStream {
     binlog: mysql_async::BinlogStream,
     state: Tracker,
     select: Arc<dyn Selection>,
-    tx: mpsc::Sender<SourceItem>,
+    out: Outbox,
     idle_timeout: std::time::Duration,
     /// The end of the last event read: `(file, position)`.
     at: (String, u64),
@@ -98,7 +155,7 @@ pub async fn stream(
     info: &ServerInfo,
     start: &Checkpoint,
     select: Arc<dyn Selection>,
-    tx: mpsc::Sender<SourceItem>,
+    tx: mpsc::Sender<Batch>,
 ) -> Result<(), SourceError> {
     let mut binlog = BinlogStream::open(cfg, info, start, select, tx).await?;
     while binlog.step().await? {}
@@ -112,7 +169,7 @@ impl BinlogStream {
         info: &ServerInfo,
         start: &Checkpoint,
         select: Arc<dyn Selection>,
-        tx: mpsc::Sender<SourceItem>,
+        tx: mpsc::Sender<Batch>,
     ) -> Result<Self, SourceError> {
         let schemas = SchemaCache::new(cfg.connect().await?, info.flavor == Flavor::MariaDb, start.schemas.clone());
         let mut conn = cfg.connect().await?;
@@ -155,7 +212,7 @@ impl BinlogStream {
             binlog,
             state,
             select,
-            tx,
+            out: Outbox::new(tx),
             idle_timeout: cfg.idle_timeout,
             at: (start.file.clone(), start.pos),
             mid_group: false,
@@ -200,17 +257,38 @@ impl BinlogStream {
         &mut self.schemas
     }
 
-    pub fn sender(&self) -> &mpsc::Sender<SourceItem> {
-        &self.tx
+    /// Queues an item after everything the stream sent; false when the
+    /// receiver is gone.
+    pub async fn emit(&mut self, item: SourceItem) -> bool {
+        self.out.push(item).await
+    }
+
+    /// Sends what is queued; false when the receiver is gone. Due before
+    /// anything that may block for long (a copy's query).
+    pub async fn flush(&mut self) -> bool {
+        self.out.flush().await
     }
 
     /// Reads and forwards one event; `Ok(false)` when the receiver is gone
     /// (the pipeline dropping it is the reader's shutdown signal).
     pub async fn step(&mut self) -> Result<bool, SourceError> {
-        let next = tokio::select! {
-            biased;
-            () = self.tx.closed() => return Ok(false),
-            next = tokio::time::timeout(self.idle_timeout, self.binlog.next()) => next,
+        if self.out.is_closed() {
+            return Ok(false);
+        }
+        // An event already buffered is taken at once; only before waiting
+        // on the network does the batch so far go out.
+        let next = match self.binlog.next().now_or_never() {
+            Some(next) => Ok(next),
+            None => {
+                if !self.out.flush().await {
+                    return Ok(false);
+                }
+                tokio::select! {
+                    biased;
+                    () = self.out.closed() => return Ok(false),
+                    next = tokio::time::timeout(self.idle_timeout, self.binlog.next()) => next,
+                }
+            }
         };
         let event = match next {
             Err(_) => {
@@ -223,7 +301,7 @@ impl BinlogStream {
             Ok(Some(Err(e))) => return Err(SourceError::from_mysql(e)),
             Ok(Some(Ok(event))) => event,
         };
-        let (select, tx, state) = (&self.select, &self.tx, &mut self.state);
+        let (select, out, state) = (&self.select, &mut self.out, &mut self.state);
         let header = event.header();
         let raw_type = header.event_type_raw();
         // Artificial events (the first ROTATE, MariaDB's fake GTID list)
@@ -259,7 +337,7 @@ impl BinlogStream {
             MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST => return Ok(true),
             HEARTBEAT_LOG_EVENT => {
                 // Only a hint for lag: a full queue means the stream is not idle.
-                let _ = tx.try_send(SourceItem::Idle { at_ms: unix_ms() });
+                out.offer(SourceItem::Idle { at_ms: unix_ms() });
                 return Ok(true);
             }
             _ => {}
@@ -268,7 +346,7 @@ impl BinlogStream {
         let commit = match data {
             Some(EventData::RotateEvent(r)) => {
                 state.rotate(r.name_raw(), header.log_pos() == 0 && !state.seen_fde);
-                self.at = (state.file.clone(), r.position());
+                self.at = (state.file.to_string(), r.position());
                 false
             }
             Some(EventData::FormatDescriptionEvent(_)) => {
@@ -290,7 +368,7 @@ impl BinlogStream {
                     };
                     if selected {
                         let ddl = DdlChange { db, table, statement: q.query().into_owned(), source: pos.clone() };
-                        if tx.send(SourceItem::Change(Change::Ddl(ddl))).await.is_err() {
+                        if !out.push(SourceItem::Change(Change::Ddl(ddl))).await {
                             return Ok(false);
                         }
                     }
@@ -305,7 +383,7 @@ impl BinlogStream {
                 };
                 let (db, table) = (tme.database_name().into_owned(), tme.table_name().into_owned());
                 if select.table(&db, &table)
-                    && !send_rows(&rows, tme, &mut self.schemas, select.as_ref(), pos, tx).await?
+                    && !send_rows(&rows, tme, &mut self.schemas, select.as_ref(), pos, out).await?
                 {
                     return Ok(false);
                 }
@@ -318,7 +396,7 @@ impl BinlogStream {
             self.last = state.commit(u64::from(header.log_pos()), self.schemas.history());
             let item =
                 SourceItem::Commit { checkpoint: self.checkpoint(), ts_ms: i64::from(header.timestamp()) * 1000 };
-            if self.tx.send(item).await.is_err() {
+            if !self.out.push(item).await {
                 return Ok(false);
             }
         }
@@ -333,7 +411,7 @@ async fn send_rows(
     schemas: &mut SchemaCache,
     select: &dyn Selection,
     pos: SourcePosition,
-    tx: &mpsc::Sender<SourceItem>,
+    out: &mut Outbox,
 ) -> Result<bool, SourceError> {
     let (db, table) = (tme.database_name(), tme.table_name());
     let info = match schemas.resolve(&db, &table, &binlog_shape(tme)).await? {
@@ -383,7 +461,7 @@ async fn send_rows(
         };
         let source = SourcePosition { row: i as u32, ..pos.clone() };
         let change = RowChange { schema: info.schema.clone(), op, before, after, source };
-        if tx.send(SourceItem::Change(Change::Row(change))).await.is_err() {
+        if !out.push(SourceItem::Change(Change::Row(change))).await {
             return Ok(false);
         }
     }
@@ -499,11 +577,11 @@ enum Seen<'a> {
 /// Position bookkeeping across events.
 struct Tracker {
     flavor: Flavor,
-    file: String,
+    file: Arc<str>,
     mariadb: MariaGtidState,
     mysql: MysqlGtidSet,
     /// GTID of the transaction being read.
-    txn_gtid: String,
+    txn_gtid: Arc<str>,
     /// MySQL GTID to add to the executed set at commit.
     pending_mysql: Option<(String, u64)>,
     /// Inside BEGIN ... COMMIT (or a DDL that opened a transaction).
@@ -521,10 +599,10 @@ impl Tracker {
         };
         Ok(Self {
             flavor: info.flavor,
-            file: start.file.clone(),
+            file: start.file.as_str().into(),
             mariadb,
             mysql,
-            txn_gtid: String::new(),
+            txn_gtid: "".into(),
             pending_mysql: None,
             in_txn: false,
             seen_fde: false,
@@ -537,19 +615,19 @@ impl Tracker {
         // description, so its 4 checksum bytes are read as part of the name.
         let name =
             if before_format_description && self.checksums && name.len() > 4 { &name[..name.len() - 4] } else { name };
-        self.file = String::from_utf8_lossy(name).into_owned();
+        self.file = String::from_utf8_lossy(name).into();
     }
 
     fn begin_mariadb(&mut self, domain: u32, server: u32, seq: u64, standalone: bool) {
         self.mariadb.update(domain, server, seq);
-        self.txn_gtid = format!("{domain}-{server}-{seq}");
+        self.txn_gtid = format!("{domain}-{server}-{seq}").into();
         self.in_txn = !standalone;
     }
 
     fn begin_mysql(&mut self, sid: [u8; 16], gno: u64) {
         let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
         let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
-        self.txn_gtid = format!("{uuid}:{gno}");
+        self.txn_gtid = format!("{uuid}:{gno}").into();
         // A transaction whose end dts did not recognise is over when the
         // next one starts: its GTID still belongs in the executed set.
         if let Some((previous, gno)) = self.pending_mysql.replace((uuid, gno)) {
@@ -606,7 +684,7 @@ impl Tracker {
         };
         Checkpoint {
             flavor: self.flavor,
-            file: self.file.clone(),
+            file: self.file.to_string(),
             pos: end_pos,
             gtid,
             snapshot: None,
@@ -636,7 +714,7 @@ mod tests {
             file: "bin.000001".into(),
             mariadb: MariaGtidState::default(),
             mysql: MysqlGtidSet::default(),
-            txn_gtid: String::new(),
+            txn_gtid: "".into(),
             pending_mysql: None,
             in_txn: false,
             seen_fde: true,

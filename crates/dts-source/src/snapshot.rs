@@ -415,8 +415,8 @@ impl Copier {
         let (sql, params) = query.sql(after.as_deref());
         let source = SourcePosition {
             server_id: 0,
-            gtid: String::new(),
-            file: at.file.clone(),
+            gtid: "".into(),
+            file: at.file.as_str().into(),
             pos: at.pos,
             row: 0,
             ts_ms: now_ms(),
@@ -466,8 +466,11 @@ impl Copier {
     }
 }
 
-async fn send(stream: &BinlogStream, item: SourceItem) -> bool {
-    stream.sender().send(item).await.is_ok()
+/// Queues `item` and, for a commit, sends it at once: the next chunk's
+/// queries must not hold back rows already read.
+async fn send(stream: &mut BinlogStream, item: SourceItem) -> bool {
+    let commit = matches!(item, SourceItem::Commit { .. });
+    stream.emit(item).await && (!commit || stream.flush().await)
 }
 
 /// Reads events until the stream stands between transactions at or past

@@ -53,7 +53,8 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// Replica server id of task N is `server_id_base + N`.
     pub server_id_base: u32,
-    /// Items buffered between the binlog reader and the pipeline.
+    /// Batches (of up to [`dts_source::reader::BATCH_ITEMS`] items) buffered
+    /// between the binlog reader and the pipeline.
     pub channel_capacity: usize,
     /// Messages sent but not yet acknowledged, per task.
     pub max_in_flight: usize,
@@ -81,7 +82,7 @@ impl WorkerConfig {
             checkpoint_interval: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(5),
             server_id_base: 1_000_000_000,
-            channel_capacity: 4096,
+            channel_capacity: 4096 / dts_source::reader::BATCH_ITEMS,
             max_in_flight: 100_000,
             snapshot_chunk_rows: 10_000,
             topic_partitions: 3,

@@ -12,7 +12,7 @@ use dts_pipeline::filter::TaskFilter;
 use dts_pipeline::limit::RowLimiter;
 use dts_pipeline::route::Router;
 use dts_pipeline::shape::Shaper;
-use dts_source::reader::SourceItem;
+use dts_source::reader::{Batch, SourceItem};
 use dts_source::{Checkpoint, SourceError};
 use dts_store::now_ms;
 use dts_store::tasks::Progress;
@@ -197,24 +197,49 @@ struct Stages<S> {
     router: Router,
     limiter: RowLimiter,
     sink: S,
+    /// The message being built; the producer copies it, so one buffer
+    /// serves the whole run.
+    payload: Vec<u8>,
 }
 
 impl<S: Sink> Stages<S> {
-    async fn deliver(&self, change: &Change, inflight: &mpsc::Sender<InFlight<S::Ack>>) -> Result<(), RunError> {
+    /// Hands one batch from the source down the pipeline, in order.
+    async fn process(&mut self, batch: Batch, inflight: &mpsc::Sender<InFlight<S::Ack>>) -> Result<(), RunError> {
+        for item in batch {
+            let next = match item {
+                SourceItem::Change(change) => {
+                    self.deliver(&change, inflight).await?;
+                    continue;
+                }
+                SourceItem::Commit { checkpoint, ts_ms } => {
+                    self.stats.commit_read();
+                    InFlight::Commit { checkpoint, ts_ms }
+                }
+                SourceItem::Idle { at_ms } => InFlight::Idle { at_ms },
+            };
+            inflight.send(next).await.map_err(|_| RunError::Transient("the ack tracker stopped".into()))?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, change: &Change, inflight: &mpsc::Sender<InFlight<S::Ack>>) -> Result<(), RunError> {
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
         let op = op_kind(change);
         self.stats.read(op);
         if let Change::Row(row) = change {
-            if !self.filter.passes(row) {
+            // The reader sends selected tables only: rows need a check only
+            // when some entry filters them.
+            if self.filter.filters_rows() && !self.filter.passes(row) {
                 self.stats.filtered(op);
                 return Ok(());
             }
         }
         let route = self.router.route(change);
         let partitions = self.sink.partitions(&route.topic).await?;
-        let payload = self.shaper.encode(change, now_ms());
+        self.shaper.encode_into(change, now_ms(), &mut self.payload);
+        let payload = &self.payload;
         if self.limiter.is_limited() {
             let waiting = Instant::now();
             self.limiter.acquire(1).await;
@@ -225,7 +250,7 @@ impl<S: Sink> Stages<S> {
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
-        let ack = match self.sink.send(&route.topic, route.partition(partitions), &route.key, &payload).await {
+        let ack = match self.sink.send(&route.topic, route.partition(partitions), &route.key, payload).await {
             Ok(ack) => ack,
             Err(e) => {
                 self.stats.produce_error();
@@ -282,7 +307,7 @@ async fn run_once<E: Endpoints, R: Reporter>(
     let spec = &task.spec;
     let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;
     let stats = port.stats().clone();
-    let stages = Stages {
+    let mut stages = Stages {
         stats: stats.clone(),
         lease: lease.clone(),
         shaper: Shaper::new(&spec.kafka),
@@ -290,6 +315,7 @@ async fn run_once<E: Endpoints, R: Reporter>(
         limiter: RowLimiter::new(spec.rate_limit),
         sink: endpoints.connect_sink(task)?,
         filter,
+        payload: Vec::new(),
     };
     let (tx, mut rx) = mpsc::channel(cfg.channel_capacity);
     let Opened { start, mut reader } = endpoints.open_source(task, resume.clone(), tx).await?;
@@ -328,29 +354,18 @@ async fn run_once<E: Endpoints, R: Reporter>(
                     last_write = Instant::now();
                 }
             }
-            item = rx.recv() => match item {
-                Some(SourceItem::Change(change)) => {
+            batch = rx.recv() => match batch {
+                Some(batch) => {
                     // A stop must not wait for a slow delivery (broker timeout,
                     // rate limit); an abandoned message was never acknowledged,
                     // so the next run sends it again from the checkpoint.
                     tokio::select! {
-                        result = stages.deliver(&change, &inflight_tx) => {
+                        result = stages.process(batch, &inflight_tx) => {
                             if let Err(e) = result {
                                 break Err(e);
                             }
                         }
                         _ = stop.changed() => break Ok(()),
-                    }
-                }
-                Some(SourceItem::Commit { checkpoint, ts_ms }) => {
-                    stats.commit_read();
-                    if inflight_tx.send(InFlight::Commit { checkpoint, ts_ms }).await.is_err() {
-                        break Err(RunError::Transient("the ack tracker stopped".into()));
-                    }
-                }
-                Some(SourceItem::Idle { at_ms }) => {
-                    if inflight_tx.send(InFlight::Idle { at_ms }).await.is_err() {
-                        break Err(RunError::Transient("the ack tracker stopped".into()));
                     }
                 }
                 None => break match (&mut reader).await {

@@ -13,7 +13,7 @@ use dts_kafka::{Ack, KafkaSink, SinkConfig, SinkError};
 use dts_metrics::TaskStats;
 use dts_pipeline::filter::TaskFilter;
 use dts_source::position::SnapshotProgress;
-use dts_source::reader::{BinlogStream, Selection, SourceItem};
+use dts_source::reader::{Batch, BinlogStream, Selection};
 use dts_source::{checks, current_position, server_info, snapshot, Checkpoint, SourceConfig, SourceError};
 use dts_store::tasks::Progress;
 use tokio::sync::mpsc;
@@ -62,7 +62,7 @@ pub trait Endpoints: Send + Sync + 'static {
         &self,
         task: &TaskAssignment,
         resume: Option<Checkpoint>,
-        tx: mpsc::Sender<SourceItem>,
+        tx: mpsc::Sender<Batch>,
     ) -> impl Future<Output = Result<Opened, RunError>> + Send;
     fn connect_sink(&self, task: &TaskAssignment) -> Result<Self::Sink, RunError>;
 }
@@ -246,7 +246,7 @@ impl Endpoints for Live {
         &self,
         task: &TaskAssignment,
         resume: Option<Checkpoint>,
-        tx: mpsc::Sender<SourceItem>,
+        tx: mpsc::Sender<Batch>,
     ) -> Result<Opened, RunError> {
         let (spec, cfg) = (&task.spec, &self.cfg);
         let filter = TaskFilter::new(&spec.filters).map_err(|e| RunError::Definite(e.to_string()))?;

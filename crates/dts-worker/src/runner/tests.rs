@@ -81,9 +81,9 @@ fn config() -> Arc<WorkerConfig> {
 /// What a fake source does on one open.
 enum Run {
     Refuse(RunError),
-    /// Sends `items`, waiting `gap` before each, then ends as `then`.
+    /// Sends `batches`, waiting `gap` before each, then ends as `then`.
     Feed {
-        items: Vec<SourceItem>,
+        batches: Vec<Batch>,
         gap: Duration,
         then: Then,
     },
@@ -96,7 +96,7 @@ enum Then {
 }
 
 fn feed(items: Vec<SourceItem>, then: Then) -> Run {
-    Run::Feed { items, gap: Duration::ZERO, then }
+    Run::Feed { batches: items.into_iter().map(|i| vec![i]).collect(), gap: Duration::ZERO, then }
 }
 
 #[derive(Default)]
@@ -186,19 +186,19 @@ impl Endpoints for Fake {
         &self,
         _: &TaskAssignment,
         resume: Option<Checkpoint>,
-        tx: mpsc::Sender<SourceItem>,
+        tx: mpsc::Sender<Batch>,
     ) -> Result<Opened, RunError> {
         self.log.lock().unwrap().opens.push((resume.clone(), Instant::now()));
         let run = self.script.lock().unwrap().pop_front().unwrap_or(feed(vec![], Then::Hang));
-        let (items, gap, then) = match run {
+        let (batches, gap, then) = match run {
             Run::Refuse(e) => return Err(e),
-            Run::Feed { items, gap, then } => (items, gap, then),
+            Run::Feed { batches, gap, then } => (batches, gap, then),
         };
         let log = self.log.clone();
         let reader = tokio::spawn(async move {
-            for item in items {
+            for batch in batches {
                 tokio::time::sleep(gap).await;
-                if tx.send(item).await.is_err() {
+                if tx.send(batch).await.is_err() {
                     return Ok(());
                 }
             }
@@ -320,6 +320,41 @@ async fn positions_advance_only_past_acknowledged_commits() {
     assert_eq!(reporter.last(), Some((TaskState::Stopped, String::new())));
 }
 
+/// A batch carries many transactions: each commit's position is written
+/// only once its own and every earlier message is acknowledged, whatever
+/// batch it rode in.
+#[tokio::test(start_paused = true)]
+async fn batches_keep_source_order_and_per_commit_positions() {
+    let first: Batch = (1..=300).map(row).chain([commit(10)]).chain((301..=310).map(row)).collect();
+    let second: Batch = vec![commit(20), row(311), commit(30)];
+    let fake = Fake::new(vec![Run::Feed { batches: vec![first, second], gap: Duration::ZERO, then: Then::Hang }]);
+    let reporter = FakeReporter::default();
+    let handle = start(&fake, &reporter, task(None), config());
+    until("the last commit's position", || reporter.has(TaskState::Running, &cp(30).display())).await;
+    let ids: Vec<i64> = fake
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(m).unwrap()["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=311).collect::<Vec<_>>(), "every row once, in source order");
+    handle.stop(StopReason::Stop);
+    ended(handle).await;
+
+    // Nothing acknowledged: no position of the batch is written.
+    let batch: Batch = vec![row(1), commit(10), row(2), commit(20)];
+    let fake = Fake::new(vec![Run::Feed { batches: vec![batch], gap: Duration::ZERO, then: Then::Hang }]);
+    *fake.acks.lock().unwrap() = AckMode::Never;
+    let reporter = FakeReporter::default();
+    let handle = start(&fake, &reporter, task(None), config());
+    until("both messages to be sent", || fake.sent() == 2).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!reporter.has(TaskState::Running, &cp(10).display()), "{:?}", reporter.writes());
+    handle.stop(StopReason::Stop);
+    ended(handle).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn transient_errors_retry_from_the_checkpoint_with_growing_backoff() {
     let lost = || Then::Fail(SourceError::Transient("connection reset".into()));
@@ -402,7 +437,7 @@ async fn fencing_mid_transaction_ends_quietly() {
 #[tokio::test(start_paused = true)]
 async fn an_expired_lease_stops_production_before_the_next_message() {
     let fake = Fake::new(vec![Run::Feed {
-        items: vec![row(1), commit(10), row(2), commit(20)],
+        batches: vec![vec![row(1)], vec![commit(10)], vec![row(2)], vec![commit(20)]],
         gap: Duration::from_secs(2),
         then: Then::Hang,
     }]);
