@@ -414,11 +414,8 @@ async fn send_rows(
     out: &mut Outbox,
 ) -> Result<bool, SourceError> {
     let (db, table) = (tme.database_name(), tme.table_name());
-    let info = match schemas.resolve(&db, &table, &binlog_shape(tme)).await? {
-        Resolved::Known(info) => {
-            schemas.learn_charsets(&info).await?;
-            info
-        }
+    let info = match schemas.resolve_map(tme).await? {
+        Resolved::Known(info) => info,
         Resolved::Positional(_) if select.needs_column_names(&db, &table) => {
             return Err(SourceError::Definite(format!(
                 "rows of {db}.{table} at {}:{} were written with columns dts cannot name (the table changed or was \

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dts_core::event::TableSchema;
+use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
@@ -263,7 +264,15 @@ pub struct SchemaCache {
     /// Charsets whose table was asked of the server (see [`crate::charset::learn`]).
     charsets_asked: std::collections::HashSet<String>,
     mariadb: bool,
+    /// Shapes already resolved, by table map: reused while the event's
+    /// table map is byte-for-byte the same and no DDL came since, so a
+    /// table's shape is derived once, not at every rows event.
+    by_map: HashMap<u64, (TableMapEvent<'static>, Arc<TableInfo>)>,
 }
+
+/// Table maps remembered at most; table ids are reassigned as tables are
+/// reopened, so the map is cleared rather than left to grow.
+const MAX_TABLE_MAPS: usize = 1024;
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -284,7 +293,28 @@ impl SchemaCache {
             positional_rows: 0,
             charsets_asked: Default::default(),
             mariadb,
+            by_map: HashMap::new(),
         }
+    }
+
+    /// [`SchemaCache::resolve`] for a rows event's table map, with the
+    /// table's charsets learnt; the answer is remembered for the same map.
+    pub async fn resolve_map(&mut self, tme: &TableMapEvent<'_>) -> Result<Resolved, SourceError> {
+        if let Some((map, info)) = self.by_map.get(&tme.table_id()) {
+            if map == tme {
+                return Ok(Resolved::Known(info.clone()));
+            }
+        }
+        let (db, table) = (tme.database_name(), tme.table_name());
+        let resolved = self.resolve(&db, &table, &crate::reader::binlog_shape(tme)).await?;
+        if let Resolved::Known(info) = &resolved {
+            self.learn_charsets(info).await?;
+            if self.by_map.len() >= MAX_TABLE_MAPS {
+                self.by_map.clear();
+            }
+            self.by_map.insert(tme.table_id(), (tme.clone().into_owned(), info.clone()));
+        }
+        Ok(resolved)
     }
 
     /// Makes sure every column's charset decodes: a single-byte charset
@@ -326,6 +356,9 @@ impl SchemaCache {
     /// ones go; cached catalogue reads of those tables are forgotten.
     pub fn apply_ddl(&mut self, effects: &[Effect]) {
         self.history.apply(effects);
+        if !effects.is_empty() {
+            self.by_map.clear();
+        }
         for effect in effects {
             match effect {
                 Effect::Changed(t) | Effect::Dropped(t) => self.forget(&t.db, Some(&t.table)),
@@ -343,6 +376,7 @@ impl SchemaCache {
         let keep = |(d, t): &(String, String)| !(d == db && table.is_none_or(|x| x == t));
         self.catalogue.retain(|k, _| keep(k));
         self.positional.retain(|k, _| keep(k));
+        self.by_map.clear();
     }
 
     /// The table's current info from the catalogue (for the snapshot).
