@@ -197,6 +197,15 @@ impl Bench {
     }
 }
 
+/// The source's GTID state after its last write: a task whose position
+/// ends with it has read everything written so far.
+async fn last_gtid(conn: &mut mysql_async::Conn) -> String {
+    let gtid: Option<String> = mysql_async::prelude::Queryable::query_first(conn, "SELECT @@GLOBAL.gtid_binlog_pos")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    gtid.unwrap_or_default()
+}
+
 fn wide_value() -> String {
     "x".repeat(1000)
 }
@@ -241,15 +250,11 @@ async fn cdc(bench: &Bench, rows: u64, backlog: Backlog, partition_mode: &str) -
         };
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let last_gtid: Option<String> =
-        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    let last_gtid = last_gtid.unwrap_or_default();
+    let last = last_gtid(&mut conn).await;
     let from = bench.store.get_task(id).await.ok().flatten().and_then(|t| t.checkpoint);
     bench.store.set_desired_state(id, DesiredState::Running).await.unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let done = bench.wait(id, "catching up", |t| t.pos.ends_with(&last_gtid)).await;
+    let done = bench.wait(id, "catching up", |t| t.pos.ends_with(&last)).await;
     let seconds = (done - started).as_secs_f64();
     // Tasks left streaming would read every later scenario's binlog too.
     bench.stop(id).await;
@@ -300,11 +305,7 @@ async fn many(bench: &Bench, rows: u64, tasks: usize) -> Result {
         let sql = format!("INSERT INTO {table} SELECT seq, seq % 1000, 'small-row' FROM seq_{}_to_{end}", start + 1);
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let last: Option<String> =
-        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    let last = last.unwrap_or_default();
+    let last = last_gtid(&mut conn).await;
     reset_peak_rss();
     let started = Instant::now();
     for &id in &ids {
@@ -432,11 +433,7 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
     mysql_async::prelude::Queryable::query_drop(&mut conn, format!("INSERT INTO {table} VALUES (0, 0)"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let warm: Option<String> =
-        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    let warm = warm.unwrap_or_default();
+    let warm = last_gtid(&mut conn).await;
     bench.wait(id, "the first row delivered", |t| t.pos.ends_with(&warm)).await;
     // 200 batches a second, each one multi-row INSERT stamped with its send time.
     let batch = (rate / 200).max(1);
@@ -708,11 +705,7 @@ async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
         .exec(&[&format!("INSERT INTO bigtx SELECT seq, seq % 1000, 'one-transaction' FROM seq_1_to_{rows}")])
         .await;
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
-    let gtid: Option<String> =
-        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@GLOBAL.gtid_binlog_pos")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    let gtid = gtid.unwrap_or_default();
+    let gtid = last_gtid(&mut conn).await;
     bench.wait(id, "the big transaction delivered", |t| t.pos.ends_with(&gtid)).await;
     let seconds = started.elapsed().as_secs_f64();
     let big = Result {
@@ -736,6 +729,7 @@ fn markdown(results: &[Result], cores: usize, source: &str) -> String {
         let rss = r.peak_rss_mib.map_or(String::new(), |m| format!("{m:.0}"));
         let base = r.baseline_rows_per_sec.map_or(String::new(), |b| format!("{b:.0} ({:.1}x)", r.rows_per_sec / b));
         let range = match (r.runs, r.range) {
+            (Some(1), _) => "1 run".to_owned(),
             (Some(n), Some((lo, hi))) => format!("{lo:.0}–{hi:.0} ({n} runs)"),
             _ => String::new(),
         };
@@ -882,4 +876,36 @@ async fn main() -> std::process::ExitCode {
     use std::io::Write;
     let _ = std::io::stdout().write_all(md.as_bytes());
     std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rate: f64, p99: f64) -> Result {
+        Result {
+            scenario: "cdc".into(),
+            variant: "v".into(),
+            rows: 10,
+            rows_per_sec: rate,
+            lag_ms: Some(LagStats { p50: 1.0, p99, max: p99 }),
+            baseline_rows_per_sec: Some(rate / 4.0),
+            peak_rss_mib: Some(rate / 10.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn repeated_runs_fold_into_median_and_range() {
+        let r = combine(vec![run(300.0, 9.0), run(100.0, 1.0), run(200.0, 5.0)]);
+        assert_eq!(r.rows_per_sec, 200.0);
+        assert_eq!(r.range, Some((100.0, 300.0)));
+        assert_eq!(r.runs, Some(3));
+        assert_eq!(r.baseline_rows_per_sec, Some(50.0));
+        assert_eq!(r.peak_rss_mib, Some(30.0), "the highest peak");
+        assert_eq!(r.lag_ms.map(|l| l.p99), Some(5.0), "the median-p99 run's lag");
+        let md = markdown(&[r, combine(vec![run(7.0, 1.0)])], 2, "MariaDB");
+        assert!(md.contains("| 200 | 100–300 (3 runs) | 50 (4.0x) |"), "{md}");
+        assert!(md.contains("| 7 | 1 run |"), "{md}");
+    }
 }
