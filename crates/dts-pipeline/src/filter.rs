@@ -18,6 +18,8 @@ struct Rule {
 #[derive(Debug, Clone)]
 pub struct TaskFilter {
     rules: Vec<Rule>,
+    /// Some entry has a row filter (fixed at construction: asked per row).
+    filters_rows: bool,
 }
 
 impl TaskFilter {
@@ -38,8 +40,9 @@ impl TaskFilter {
                 })?;
                 Ok(Rule { db: r.dbname.clone(), table, rows })
             })
-            .collect::<Result<_, SpecError>>()?;
-        Ok(Self { rules })
+            .collect::<Result<Vec<Rule>, SpecError>>()?;
+        let filters_rows = rules.iter().any(|r| r.rows.is_some());
+        Ok(Self { rules, filters_rows })
     }
 
     /// True when some entry selects the table, whatever its rows: the source
@@ -48,13 +51,13 @@ impl TaskFilter {
         self.rules.iter().any(|r| r.db == db && r.table.matches(table))
     }
 
-    /// True when some entry names the database (for DDL that names no table).
     /// True when some entry filters rows; without one, every row of a
     /// selected table passes and [`TaskFilter::passes`] need not run.
     pub fn filters_rows(&self) -> bool {
-        self.rules.iter().any(|r| r.rows.is_some())
+        self.filters_rows
     }
 
+    /// True when some entry names the database (for DDL that names no table).
     pub fn selects_database(&self, db: &str) -> bool {
         self.rules.iter().any(|r| r.db == db)
     }
