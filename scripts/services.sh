@@ -243,9 +243,12 @@ start_kafka() {
 }
 
 # A broker behind a TLS terminator (socat; the tansu build serves plain TCP
-# only), and a second one whose terminator also demands a client
-# certificate signed by the test CA (mutual TLS). Clients connect by the
-# name localhost, which the certificate carries.
+# only), a second one whose terminator also demands a client certificate
+# signed by the test CA (mutual TLS), and a third that demands SASL
+# (`--authentication`: it negotiates SCRAM-SHA-256/512 and looks the user
+# up, but this build cannot store users, so every login ends in
+# unknown-user). Clients connect by the name localhost, which the
+# certificate carries.
 start_kafka_tls() {
     local d="$DIR/kafka-tls" bin; bin=$(tansu_bin)
     command -v socat >/dev/null 2>&1 || apt_install socat
@@ -253,11 +256,12 @@ start_kafka_tls() {
     rm -rf "$d"; mkdir -p "$d"
     "$ROOT/scripts/certs.sh" "$d/certs"
     cat "$d/certs/server.pem" "$d/certs/server.key" > "$d/certs/both.pem"
-    local name verify inner outer
-    for name in tls mtls; do
-        inner=$(free_port); outer=$(free_port)
+    local name verify inner outer auth
+    for name in tls mtls sasl; do
+        inner=$(free_port); outer=$(free_port); auth=()
+        [ "$name" = sasl ] && auth=(--authentication)
         nohup "$bin" broker --listener-url "tcp://127.0.0.1:$inner" --advertised-listener-url "tcp://localhost:$outer" \
-            --storage-engine memory://tansu/ >"$d/tansu-$name.log" 2>&1 &
+            --storage-engine memory://tansu/ "${auth[@]}" >"$d/tansu-$name.log" 2>&1 &
         echo $! > "$d/tansu-$name.pid"
         verify="verify=0"
         [ "$name" = mtls ] && verify="verify=1,cafile=$d/certs/ca.pem"
@@ -271,7 +275,7 @@ start_kafka_tls() {
         echo "export DTS_TEST_KAFKA_${var}_ADDR='localhost:$outer'" >> "$ENV_FILE"
     done
     echo "export DTS_TEST_KAFKA_TLS_CERTS='$d/certs'" >> "$ENV_FILE"
-    log "Kafka-protocol brokers behind TLS and mutual TLS terminators (certificates in $d/certs)"
+    log "Kafka-protocol brokers behind TLS and mutual TLS terminators, one demanding SASL (certificates in $d/certs)"
 }
 
 stop_postgres() {

@@ -100,35 +100,18 @@ impl TestApi {
         cluster: Option<dts_control::internal::ClusterSettings>,
     ) -> Option<Self> {
         let db = fresh_store(backend).await?;
-        let users = parse_users_env(users).unwrap();
-        let placement = match cluster {
-            Some(_) => Placement::Cluster,
-            None => Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
-        };
-        // Shorter than the default 30 s, so tests of a broker that is down
-        // end sooner, yet long enough for a first topic creation on a busy machine.
-        let ingest_settings = dts_ingest::IngestSettings { wait: Duration::from_secs(15), ..Default::default() };
-        let ingest = Arc::new(dts_ingest::Registry::new(db.store.clone(), ingest_settings));
-        let state = AppState {
-            store: db.store.clone(),
-            auth: Arc::new(Authenticator::with_policy(users, policy).unwrap()),
-            placement,
-            limits,
-            cluster,
-            ingest,
-            metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
-            history: Default::default(),
-        };
-        let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
-            .workers(2)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let (addr, handle) = serve(app_state(&db.store, limits, users, policy, cluster));
         Some(Self { addr, db, handle })
+    }
+
+    /// Another control plane of the same cluster, over this one's store but
+    /// with state of its own (the nonces it accepted, its login throttle).
+    pub fn peer_control(&self, token: &str) -> PeerApi {
+        let lenient = Policy { failures_per_window: 100_000, ..Policy::default() };
+        let users = format!("{SEED_USER}:{SEED_PASSWORD}");
+        let cluster = dts_control::internal::ClusterSettings::new(token, 5_000);
+        let (addr, handle) = serve(app_state(&self.db.store, Limits::default(), &users, lenient, Some(cluster)));
+        PeerApi { addr, handle }
     }
 
     /// Sends a request with the seed's credentials.
@@ -186,4 +169,56 @@ impl TestApi {
         self.handle.stop(true).await;
         self.db.store.close().await;
     }
+}
+
+/// A second control plane started by [`TestApi::peer_control`].
+#[derive(Debug)]
+pub struct PeerApi {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl PeerApi {
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+fn app_state(
+    store: &dts_store::Store,
+    limits: Limits,
+    users: &str,
+    policy: Policy,
+    cluster: Option<dts_control::internal::ClusterSettings>,
+) -> AppState {
+    let users = parse_users_env(users).unwrap();
+    let placement = match cluster {
+        Some(_) => Placement::Cluster,
+        None => Placement::Local { worker_id: "test-node".into(), service_addr: "127.0.0.1:8080".into() },
+    };
+    // Shorter than the default 30 s, so tests of a broker that is down
+    // end sooner, yet long enough for a first topic creation on a busy machine.
+    let ingest_settings = dts_ingest::IngestSettings { wait: Duration::from_secs(15), ..Default::default() };
+    let ingest = Arc::new(dts_ingest::Registry::new(store.clone(), ingest_settings));
+    AppState {
+        store: store.clone(),
+        auth: Arc::new(Authenticator::with_policy(users, policy).unwrap()),
+        placement,
+        limits,
+        cluster,
+        ingest,
+        metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
+        history: Default::default(),
+    }
+}
+
+/// Serves `state` on an ephemeral loopback port.
+fn serve(state: AppState) -> (SocketAddr, actix_web::dev::ServerHandle) {
+    // The nodes' own listener, so early HTTP errors are answered as in production.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = dts_control::listener::serve_on(move || dts_control::app(state.clone()), listener, 2, None).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (addr, handle)
 }

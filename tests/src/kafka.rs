@@ -20,6 +20,19 @@ pub fn kafka_tls(mtls: bool) -> Option<(String, std::path::PathBuf)> {
     }
 }
 
+/// A broker behind TLS that demands SASL, and the folder of its test
+/// certificates; `None` to skip.
+pub fn kafka_sasl() -> Option<(String, std::path::PathBuf)> {
+    match (std::env::var("DTS_TEST_KAFKA_SASL_ADDR"), std::env::var("DTS_TEST_KAFKA_TLS_CERTS")) {
+        (Ok(addr), Ok(certs)) => Some((addr, certs.into())),
+        _ => {
+            assert!(!required(), "DTS_TEST_KAFKA_SASL_ADDR is not set but DTS_REQUIRE_SERVICES=1");
+            eprintln!("skipped: DTS_TEST_KAFKA_SASL_ADDR is not set (run scripts/services.sh up)");
+            None
+        }
+    }
+}
+
 /// The Kafka-protocol broker's bootstrap address, or `None` to skip.
 pub fn kafka_addr() -> Option<String> {
     match std::env::var("DTS_TEST_KAFKA_ADDR") {

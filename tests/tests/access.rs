@@ -109,8 +109,17 @@ type Headers = Vec<(&'static str, String)>;
 
 /// A raw internal request with the given cluster headers; (status, proof, body).
 async fn internal(api: &TestApi, path: &str, headers: Headers, body: &[u8]) -> (u16, Option<String>, Vec<u8>) {
+    internal_at(api.addr, path, headers, body).await
+}
+
+async fn internal_at(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: Headers,
+    body: &[u8],
+) -> (u16, Option<String>, Vec<u8>) {
     let resp = reqwest::Client::new()
-        .post(format!("http://{}{path}", api.addr))
+        .post(format!("http://{addr}{path}"))
         .headers(headers.into_iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect())
         .body(body.to_vec())
         .send()
@@ -157,10 +166,23 @@ async fn the_cluster_handshake_never_sends_the_token_and_refuses_forgeries_and_r
     assert_eq!(opened["source_password"], dts_e2e::SEED_PASSWORD_IN_BODY);
     assert!(key.open(&first, sealed).is_err(), "sealed for one request only");
 
-    // The same request again: a replay.
+    // The same request again: a replay, to this control plane or to
+    // another one of the cluster (which never saw the nonce itself).
     let (status, _, body) = internal(&api, path, signed(&key, path, now, &nonce, beat), beat).await;
     assert_eq!(status, 401);
     assert!(String::from_utf8_lossy(&body).contains("replay"));
+    let peer = api.peer_control(token);
+    let (status, _, body) = internal_at(peer.addr, path, signed(&key, path, now, &nonce, beat), beat).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("replay"));
+    // A fresh request to the other control plane is served, and is then
+    // refused by the first one.
+    let fresh = cluster_auth::new_nonce();
+    let (status, _, body) = internal_at(peer.addr, path, signed(&key, path, now, &fresh, beat), beat).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = internal(&api, path, signed(&key, path, now, &fresh, beat), beat).await;
+    assert_eq!(status, 401);
+    peer.stop().await;
     // Another body under the signature, another path, another token, an old
     // timestamp, the token itself in a header, or nothing: all refused.
     let other = br#"{"worker_id":"evil","addr":"127.0.0.1:9","capacity":4,"version":"t"}"#;

@@ -405,3 +405,49 @@ async fn oversized_bodies_are_refused(api: TestApi) {
     assert_eq!(total(&api).await, 1);
     api.stop().await;
 }
+
+/// Sends `request` on a fresh connection and reads the answer until the
+/// server closes it: (status, envelope).
+async fn raw_exchange(api: &TestApi, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    // The server may answer and close before it read everything: a write
+    // error then is expected, the answer is what is checked.
+    let _ = conn.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), conn.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within 20 s");
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}")))
+}
+
+/// Requests the HTTP layer refuses before any handler runs still get the
+/// envelope, with the code's own status and a message that says what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_refused_by_the_http_layer_get_envelopes() {
+    let Some(api) = TestApi::start(dts_e2e::Backend::Sqlite).await else { return };
+    let many_headers: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let long_header = format!("x-long: {}\r\n", "a".repeat(200 * 1024));
+    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (format!("GET /v1/task/list HTTP/1.1\r\nhost: a\r\n{many_headers}\r\n").into_bytes(), ErrorCode::HeadTooLarge),
+        (format!("GET /v1/task/list HTTP/1.1\r\nhost: a\r\n{long_header}\r\n").into_bytes(), ErrorCode::HeadTooLarge),
+        (b"GET /v1/task/list HTTP/1.1\r\nbad header line\r\n\r\n".to_vec(), ErrorCode::MalformedRequest),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), ErrorCode::MalformedRequest),
+        // The request line, then nothing: the head never completes.
+        (b"GET /v1/task/list HTTP/1.1\r\n".to_vec(), ErrorCode::RequestTimeout),
+    ];
+    for (request, code) in cases {
+        let (status, v) = raw_exchange(&api, &request).await;
+        assert_eq!(status, code.http_status(), "{v}");
+        assert_eq!(v["code"], code.number(), "{v}");
+        assert_eq!(v["ttl"], 1);
+        assert!(v["data"].is_null());
+        assert!(v["message"].as_str().is_some_and(|m| m.len() > 20), "{v}");
+    }
+    // The same connection layer answers well-formed requests as before.
+    api.call("GET", "/v1/task/list", None).await.expect_ok();
+    api.stop().await;
+}

@@ -23,6 +23,7 @@ per_backend!(fresh_store =>
     users_are_inserted_once_changed_and_deleted,
     ingest_streams_have_unique_names_and_sealed_secrets,
     concurrent_creates_get_distinct_ids,
+    a_cluster_nonce_is_claimed_once_until_forgotten,
 );
 
 fn seed_spec() -> TaskSpec {
@@ -259,6 +260,18 @@ async fn concurrent_creates_get_distinct_ids(t: TestStore) {
     ids.dedup();
     assert_eq!(ids.len(), 16);
     assert_eq!(t.store.list_tasks(100, 0).await.unwrap().total, 16);
+}
+
+async fn a_cluster_nonce_is_claimed_once_until_forgotten(t: TestStore) {
+    let (nonce, other) = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210");
+    assert!(t.store.claim_nonce(nonce, 1_000).await.unwrap());
+    assert!(!t.store.claim_nonce(nonce, 5_000).await.unwrap(), "a second claim is a replay");
+    assert!(t.store.claim_nonce(other, 3_000).await.unwrap());
+    // Only expired nonces go; a forgotten one could be claimed again, but by
+    // then its request's timestamp is refused as stale.
+    assert_eq!(t.store.forget_nonces(2_000).await.unwrap(), 1);
+    assert!(!t.store.claim_nonce(other, 9_000).await.unwrap());
+    assert!(t.store.claim_nonce(nonce, 9_000).await.unwrap());
 }
 
 /// The store URL as sqlx's own driver wants it.

@@ -12,7 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use dts_core::cluster_auth::{
-    AuthError, ClusterKey, ReplayGuard, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    AuthError, ClusterKey, ReplayGuard, MAX_SKEW_MS, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use dts_core::wire::{AssignedTask, Heartbeat, HeartbeatReply, ProgressReport, ReportReply, StateReport, TaskSecrets};
 use dts_core::{ErrorCode, TaskState};
@@ -78,10 +78,17 @@ pub(crate) async fn authenticate(
     }
     let now = dts_core::now_ms();
     let checked = cluster.key.verify_request(req.method().as_str(), req.path(), &ts, &nonce, &signature, &body, now);
-    match checked {
+    let ts = match checked {
         Err(e) => return denied(req, e.to_string()),
         Ok(ts) if !cluster.replays.first_use(&nonce, ts, now) => return denied(req, AuthError::Replayed.to_string()),
-        Ok(_) => {}
+        Ok(ts) => ts,
+    };
+    // The local guard answers cheaply; the store's record refuses a request
+    // replayed to another control plane of the cluster.
+    match state.store.claim_nonce(&nonce, ts + MAX_SKEW_MS).await {
+        Ok(true) => {}
+        Ok(false) => return denied(req, AuthError::Replayed.to_string()),
+        Err(e) => return Ok(req.into_response(ApiError::from(e).error_response())),
     }
     req.set_payload(body.into());
     let res = next.call(req).await?.map_into_boxed_body();

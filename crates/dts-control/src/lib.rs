@@ -22,6 +22,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod handlers;
 pub mod internal;
+pub mod listener;
 pub mod metrics;
 pub mod scheduler;
 pub mod streams;
@@ -39,7 +40,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpMessage, HttpServer, ResponseError};
+use actix_web::{web, App, HttpMessage, ResponseError};
 use dts_store::tasks::Assignment;
 use dts_store::Store;
 
@@ -287,10 +288,15 @@ fn cross_site(req: &ServiceRequest) -> bool {
     if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return !matches!(site, "same-origin" | "none");
     }
-    match (h.get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok()), req.connection_info().host()) {
-        (Some("null"), _) => true,
-        (Some(origin), host) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
-        (None, _) => false,
+    // The host the client addressed: the Host header, or an HTTP/2 request's authority.
+    let host = h
+        .get(actix_web::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match h.get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some("null") => true,
+        Some(origin) => host.is_none() || origin.split_once("://").map(|(_, rest)| rest) != host,
+        None => false,
     }
 }
 
@@ -304,13 +310,7 @@ pub async fn serve(
     tls: Option<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let server =
-        HttpServer::new(move || app(state.clone())).workers(workers.max(1)).disable_signals().shutdown_timeout(10);
-    let server = match tls {
-        Some(config) => server.bind_rustls_0_23(listen, config)?,
-        None => server.bind(listen)?,
-    }
-    .run();
+    let server = listener::bind(move || app(state.clone()), listen, workers, tls)?;
     let handle = server.handle();
     tokio::spawn(async move {
         shutdown.await;

@@ -54,6 +54,9 @@ pub async fn run(store: Store, cfg: SchedulerConfig, mut shutdown: watch::Receiv
                 if let Err(e) = reconcile(&store, cfg.lease_ms).await {
                     tracing::warn!(error = %e, "scheduling pass failed; retrying");
                 }
+                if let Err(e) = store.forget_nonces(now_ms()).await {
+                    tracing::warn!(error = %e, "cannot delete expired cluster nonces; retrying");
+                }
             }
             Ok(false) => leading = false,
             Err(e) => {

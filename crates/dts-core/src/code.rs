@@ -38,6 +38,9 @@ pub enum ErrorCode {
     InvalidQuery,
     /// A task id in the path is not a positive integer.
     InvalidTaskId,
+    /// The request is not valid HTTP (request line, header syntax, chunked
+    /// body); answered by the HTTP layer before any handler.
+    MalformedRequest,
     /// Missing or wrong credentials.
     Unauthorized,
     /// The user's role does not allow this request (a viewer changing
@@ -55,11 +58,15 @@ pub enum ErrorCode {
     RouteNotFound,
     /// The endpoint exists but not for this HTTP method.
     MethodNotAllowed,
+    /// The request's head did not arrive in time.
+    RequestTimeout,
     /// The task changed under the request (optimistic concurrency), or the
     /// requested state change is not possible from the task's state.
     Conflict,
     /// The request body is larger than the configured limit.
     BodyTooLarge,
+    /// The request's head is too large (bytes or number of headers).
+    HeadTooLarge,
     /// Too many failed logins for this user or from this address, or too
     /// many password checks at once; `Retry-After` says when to retry.
     TooManyRequests,
@@ -88,6 +95,7 @@ impl ErrorCode {
             Self::ImmutableField => 40020,
             Self::InvalidQuery => 40030,
             Self::InvalidTaskId => 40031,
+            Self::MalformedRequest => 40000,
             Self::Unauthorized => 40100,
             Self::Forbidden => 40300,
             Self::TaskNotFound => 40400,
@@ -96,9 +104,11 @@ impl ErrorCode {
             Self::StreamNotFound => 40403,
             Self::RouteNotFound => 40404,
             Self::MethodNotAllowed => 40500,
+            Self::RequestTimeout => 40800,
             Self::Conflict => 40900,
             Self::BodyTooLarge => 41300,
             Self::TooManyRequests => 42900,
+            Self::HeadTooLarge => 43100,
             Self::Internal => 50000,
             Self::StoreUnavailable => 50300,
         }
@@ -113,7 +123,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::Ok,
         Self::MalformedJson,
         Self::InvalidField,
@@ -129,6 +139,7 @@ impl ErrorCode {
         Self::ImmutableField,
         Self::InvalidQuery,
         Self::InvalidTaskId,
+        Self::MalformedRequest,
         Self::Unauthorized,
         Self::Forbidden,
         Self::TaskNotFound,
@@ -137,9 +148,11 @@ impl ErrorCode {
         Self::StreamNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::Conflict,
         Self::BodyTooLarge,
         Self::TooManyRequests,
+        Self::HeadTooLarge,
         Self::Internal,
         Self::StoreUnavailable,
     ];

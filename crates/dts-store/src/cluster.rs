@@ -205,6 +205,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records the nonce of an accepted cluster request until `expires_at`;
+    /// false when some control plane already accepted it (a replay).
+    pub async fn claim_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let insert = self.backend.insert_ignore("dts_cluster_nonces (nonce, expires_at)", "(?, ?)");
+        let done =
+            sqlx::query(&self.backend.sql(&insert)).bind(nonce.to_owned()).bind(expires_at).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the nonces no request can be replayed with any more.
+    pub async fn forget_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.backend.sql("DELETE FROM dts_cluster_nonces WHERE expires_at < ?"))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Extends the leases of every task `worker_id` holds.
     pub async fn renew_task_leases(&self, worker_id: &str, lease_ms: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(&self.backend.sql("UPDATE dts_tasks SET lease_expires_at = ? WHERE worker_id = ?"))

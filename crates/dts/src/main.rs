@@ -359,7 +359,7 @@ async fn serve_node(
     configure: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
 ) -> Result<(), RunError> {
     use actix_web::{web, HttpResponse};
-    let served = actix_web::HttpServer::new(move || {
+    let app = move || {
         let health = health.clone();
         let (metrics, ready) = (Arc::clone(&metrics), ready.clone());
         actix_web::App::new()
@@ -395,15 +395,9 @@ async fn serve_node(
                 }),
             )
             .configure(configure.clone())
-    })
-    .workers(workers.max(1))
-    .disable_signals();
-    let served = match listener_tls(settings)? {
-        Some(tls) => served.bind_rustls_0_23(settings.listen, tls),
-        None => served.bind(settings.listen),
-    }
-    .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?
-    .run();
+    };
+    let served = dts_control::listener::bind(app, settings.listen, workers, listener_tls(settings)?)
+        .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     let handle = served.handle();
     tokio::spawn(async move {
         shutdown_signal().await;
