@@ -21,6 +21,9 @@
 #   DTS_TEST_CLIENT_PYTHON  a Python with the vendors' ingest SDKs (huaweicloudsdkdis, timeplus)
 #   DTS_TEST_KAFKA_ADDR bootstrap address of a Kafka-protocol broker (tansu,
 #                       in-memory storage: its data is gone when it stops)
+#   DTS_TEST_TANSU_BIN  the broker's binary, for tests that run their own
+#   DTS_TEST_KAFKA_{TLS,MTLS,SASL}_ADDR, DTS_TEST_KAFKA_TLS_CERTS  brokers
+#                       behind TLS terminators, and their certificates
 # A crashed run leaves nothing that breaks the next one: `up` stops stale
 # servers by their pid files and wipes their data directories first.
 set -euo pipefail
@@ -239,6 +242,8 @@ start_kafka() {
         log "tansu did not start; its log:"; tail -30 "$d/tansu.log" >&2; return 1
     fi
     echo "export DTS_TEST_KAFKA_ADDR='127.0.0.1:$port'" >> "$ENV_FILE"
+    # Tests that take a broker down start their own from this binary.
+    echo "export DTS_TEST_TANSU_BIN='$bin'" >> "$ENV_FILE"
     log "Kafka-protocol broker (tansu) on 127.0.0.1:$port"
 }
 
