@@ -24,6 +24,7 @@ per_backend!(fresh_store =>
     ingest_streams_have_unique_names_and_sealed_secrets,
     concurrent_creates_get_distinct_ids,
     a_cluster_nonce_is_claimed_once_until_forgotten,
+    ingest_counters_sum_over_nodes,
 );
 
 fn seed_spec() -> TaskSpec {
@@ -272,6 +273,25 @@ async fn a_cluster_nonce_is_claimed_once_until_forgotten(t: TestStore) {
     assert_eq!(t.store.forget_nonces(2_000).await.unwrap(), 1);
     assert!(!t.store.claim_nonce(other, 9_000).await.unwrap());
     assert!(t.store.claim_nonce(nonce, 9_000).await.unwrap());
+}
+
+async fn ingest_counters_sum_over_nodes(t: TestStore) {
+    use dts_core::ingest::StreamCount;
+    let count = |stream_id, records, errors| StreamCount { stream_id, records, bytes: records * 10, errors };
+    t.store.record_ingest_counters("a#1", &[count(1, 5, 0), count(2, 1, 1)]).await.unwrap();
+    t.store.record_ingest_counters("b#1", &[count(1, 7, 2)]).await.unwrap();
+    // Totals since the process started: a second report replaces the first.
+    t.store.record_ingest_counters("a#1", &[count(1, 6, 0)]).await.unwrap();
+    let all = t.store.ingest_counters("").await.unwrap();
+    assert_eq!(all[&1], StreamCount { stream_id: 1, records: 13, bytes: 130, errors: 2 });
+    assert_eq!(all[&2], count(2, 1, 1));
+    // The asking node leaves itself out (it adds its live counters).
+    let others = t.store.ingest_counters("a#1").await.unwrap();
+    assert_eq!(others[&1], count(1, 7, 2));
+    assert!(!others.contains_key(&2));
+    // A deleted stream's counters go with it.
+    t.store.delete_stream(1).await.unwrap();
+    assert!(!t.store.ingest_counters("").await.unwrap().contains_key(&1));
 }
 
 /// The store URL as sqlx's own driver wants it.

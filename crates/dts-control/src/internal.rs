@@ -120,6 +120,9 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string()))
 }
 
+/// Most streams one gateway report may count.
+const MAX_REPORTED_STREAMS: usize = 100_000;
+
 /// Most tasks one worker may take: far above what one process runs, low
 /// enough that the scheduler's sums never overflow.
 pub const MAX_CAPACITY: i64 = 10_000;
@@ -238,6 +241,19 @@ pub async fn ingest_config(
     let ask: IngestConfigRequest = json_body(&state, &req, body).await?;
     if ask.gateway_id.is_empty() || ask.gateway_id.len() > 128 || ask.gateway_id.chars().any(char::is_control) {
         return Err(ApiError::new(ErrorCode::InvalidField, "gateway_id must be 1 to 128 characters"));
+    }
+    if !ask.counts.is_empty() {
+        // A gateway's name plus its process's random part (`name#hex`).
+        if ask.node.is_empty() || ask.node.len() > 160 || ask.node.chars().any(char::is_control) {
+            return Err(ApiError::new(ErrorCode::InvalidField, "node must be 1 to 160 characters"));
+        }
+        if ask.counts.len() > MAX_REPORTED_STREAMS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                format!("counts holds over {MAX_REPORTED_STREAMS} streams"),
+            ));
+        }
+        state.store.record_ingest_counters(&ask.node, &ask.counts).await?;
     }
     let mut secrets = IngestSecrets::default();
     let mut streams = Vec::new();

@@ -22,14 +22,24 @@ struct StreamView {
     version: i64,
     created_at: i64,
     updated_at: i64,
-    /// This node's counters since it started.
+    /// Totals over every node that served the stream, restarts included.
     counters: CounterView,
 }
 
-fn view(state: &AppState, r: StreamRecord) -> StreamView {
+/// Every node's reported counters but this one's, whose live ones are
+/// added instead (so a client reading after its own request sees it).
+type Others = std::collections::HashMap<i64, dts_core::ingest::StreamCount>;
+
+fn view(state: &AppState, others: &Others, r: StreamRecord) -> StreamView {
+    let mut counters = state.ingest.counters(r.id);
+    if let Some(c) = others.get(&r.id) {
+        counters.records = counters.records.saturating_add(c.records);
+        counters.bytes = counters.bytes.saturating_add(c.bytes);
+        counters.errors = counters.errors.saturating_add(c.errors);
+    }
     StreamView {
         id: r.id,
-        counters: state.ingest.counters(r.id),
+        counters,
         spec: r.spec,
         version: r.version,
         created_at: r.created_at,
@@ -78,7 +88,9 @@ pub async fn create(
 
 /// `GET /v1/ingest/streams`.
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let streams: Vec<StreamView> = state.store.list_streams().await?.into_iter().map(|r| view(&state, r)).collect();
+    let others = state.store.ingest_counters(state.ingest.node()).await?;
+    let streams: Vec<StreamView> =
+        state.store.list_streams().await?.into_iter().map(|r| view(&state, &others, r)).collect();
     Ok(ok(json!({ "streams": streams })))
 }
 
@@ -86,7 +98,8 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 pub async fn detail(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let id = stream_id(&req)?;
     let record = state.store.get_stream(id).await?.ok_or_else(|| not_found(id))?;
-    Ok(ok(view(&state, record)))
+    let others = state.store.ingest_counters(state.ingest.node()).await?;
+    Ok(ok(view(&state, &others, record)))
 }
 
 /// `PUT /v1/ingest/streams/{id}`: the whole stream again; secrets left out are kept.

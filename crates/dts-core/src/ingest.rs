@@ -370,3 +370,15 @@ mod tests {
         assert!(!s.allows(None));
     }
 }
+
+/// One serving process's counters of one stream since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCount {
+    pub stream_id: i64,
+    /// Records Kafka acknowledged.
+    pub records: u64,
+    /// Record bytes of the requests that reached Kafka.
+    pub bytes: u64,
+    /// Records or requests that failed.
+    pub errors: u64,
+}

@@ -118,10 +118,16 @@ pub struct TaskSecrets {
     pub kafka: crate::spec::KafkaSecrets,
 }
 
-/// A gateway asks for the ingest configuration (`/internal/v1/ingest/config`).
+/// A gateway asks for the ingest configuration (`/internal/v1/ingest/config`)
+/// and reports its counters, which the control plane stores for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestConfigRequest {
     pub gateway_id: String,
+    /// The serving process the counters are of (see `Registry::node`).
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub counts: Vec<crate::ingest::StreamCount>,
 }
 
 /// An ingest stream as gateways receive it: its spec without secrets.

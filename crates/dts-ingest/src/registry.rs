@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use dts_core::ingest::{StreamKey, StreamSpec};
+use dts_core::ingest::{StreamCount, StreamKey, StreamSpec};
 use dts_kafka::{KafkaSink, SinkConfig, SinkError};
 use dts_store::Store;
 use governor::clock::DefaultClock;
@@ -46,10 +46,19 @@ pub struct LoadError {
 
 type LoadFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Snapshot, LoadError>> + Send + 'a>>;
 
-/// Where a node learns its streams: the store (`standalone`, `control`)
-/// or the control planes (`gateway`).
+/// What a node reports of itself each time it loads its configuration:
+/// its counters, so that every node can show every stream's totals.
+#[derive(Debug, Clone, Default)]
+pub struct CounterReport {
+    /// This serving process: its node name and when it started.
+    pub node: String,
+    pub counts: Vec<StreamCount>,
+}
+
+/// Where a node learns its streams, and where it reports its counters: the
+/// store (`standalone`, `control`) or the control planes (`gateway`).
 pub trait ConfigSource: Send + Sync {
-    fn load(&self) -> LoadFuture<'_>;
+    fn load(&self, report: CounterReport) -> LoadFuture<'_>;
 }
 
 /// The streams and keys in the task store.
@@ -86,9 +95,11 @@ impl StoreSource {
 }
 
 impl ConfigSource for StoreSource {
-    fn load(&self) -> LoadFuture<'_> {
+    fn load(&self, report: CounterReport) -> LoadFuture<'_> {
         Box::pin(async move {
-            Self::snapshot(&self.0).await.map_err(|e| LoadError { what: "the store".into(), source: Some(Box::new(e)) })
+            let failed = |e: dts_store::StoreError| LoadError { what: "the store".into(), source: Some(Box::new(e)) };
+            self.0.record_ingest_counters(&report.node, &report.counts).await.map_err(failed)?;
+            Self::snapshot(&self.0).await.map_err(failed)
         })
     }
 }
@@ -235,6 +246,9 @@ pub struct Registry {
     pub replays: crate::signing::Replays,
     /// When the configuration was last read (Unix ms; 0: never).
     loaded_at_ms: std::sync::atomic::AtomicI64,
+    /// This serving process in reported counters: the node's name, and a
+    /// random part so a restarted node adds to its old totals.
+    node: String,
 }
 
 impl std::fmt::Debug for Registry {
@@ -273,6 +287,7 @@ impl Registry {
 
     pub fn with_source(source: Box<dyn ConfigSource>, settings: IngestSettings) -> Self {
         let permits = (settings.max_inflight_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let node = format!("{}#{:016x}", settings.origin, rand::random::<u64>());
         Self {
             source,
             settings,
@@ -282,6 +297,7 @@ impl Registry {
             inflight: tokio::sync::Semaphore::new(permits),
             replays: crate::signing::Replays::default(),
             loaded_at_ms: std::sync::atomic::AtomicI64::new(0),
+            node,
         }
     }
 
@@ -301,6 +317,29 @@ impl Registry {
     /// This node's counters of stream `id`.
     pub fn counters(&self, id: i64) -> CounterView {
         self.counters.read().ok().and_then(|c| c.get(&id).map(|c| c.view())).unwrap_or_default()
+    }
+
+    /// This serving process's name in reported counters.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// This process's counters of every stream it served, to report.
+    pub fn report(&self) -> CounterReport {
+        let counts = self
+            .counters
+            .read()
+            .map(|all| {
+                all.iter()
+                    .map(|(id, c)| {
+                        let v = c.view();
+                        StreamCount { stream_id: *id, records: v.records, bytes: v.bytes, errors: v.errors }
+                    })
+                    .filter(|c| c.records + c.bytes + c.errors > 0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        CounterReport { node: self.node.clone(), counts }
     }
 
     fn counters_of(&self, id: i64) -> Arc<Counters> {
@@ -332,7 +371,7 @@ impl Registry {
     /// Loads the streams and serves them. A stream whose version did not
     /// change keeps its limiter and its place in the round robin.
     pub async fn reload(&self) -> Result<(), LoadError> {
-        let snapshot = self.source.load().await?;
+        let snapshot = self.source.load(self.report()).await?;
         let current: HashMap<i64, Arc<LiveStream>> = self.inner.read().map(|i| i.by_id.clone()).unwrap_or_default();
         let mut next = Inner::default();
         for loaded in snapshot.streams {

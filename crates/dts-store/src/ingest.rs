@@ -1,13 +1,15 @@
 //! Ingest streams in the store. Their Kafka secrets are sealed like a
 //! task's; the spec column never holds them.
 
-use dts_core::ingest::{Protocol, StreamKey, StreamSpec};
+use std::collections::HashMap;
+
+use dts_core::ingest::{Protocol, StreamCount, StreamKey, StreamSpec};
 use dts_core::spec::KafkaSecrets;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::text::{opt_text, text};
-use crate::{now_ms, Store, StoreError};
+use crate::{now_ms, Backend, Store, StoreError};
 
 const KAFKA_PURPOSE: &str = "dts/ingest_kafka_secrets";
 
@@ -118,7 +120,64 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        sqlx::query(&self.backend.sql("DELETE FROM dts_ingest_counters WHERE stream_id = ?"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records serving process `node`'s counters (totals since it started,
+    /// so writing them again is harmless).
+    pub async fn record_ingest_counters(&self, node: &str, counts: &[StreamCount]) -> Result<(), StoreError> {
+        let sql = match self.backend {
+            Backend::MySql => {
+                "INSERT INTO dts_ingest_counters (stream_id, node, records, bytes, errors, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE records = VALUES(records), \
+                 bytes = VALUES(bytes), errors = VALUES(errors), updated_at = VALUES(updated_at)"
+            }
+            Backend::Sqlite | Backend::Postgres => {
+                "INSERT INTO dts_ingest_counters (stream_id, node, records, bytes, errors, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream_id, node) DO UPDATE SET records = excluded.records, \
+                 bytes = excluded.bytes, errors = excluded.errors, updated_at = excluded.updated_at"
+            }
+        };
+        let sql = self.backend.sql(sql);
+        let now = now_ms();
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for c in counts {
+            sqlx::query(&sql)
+                .bind(c.stream_id)
+                .bind(node.to_owned())
+                .bind(big(c.records))
+                .bind(big(c.bytes))
+                .bind(big(c.errors))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every stream's counters summed over the serving processes other than
+    /// `except` (the asking node adds its own live ones).
+    pub async fn ingest_counters(&self, except: &str) -> Result<HashMap<i64, StreamCount>, StoreError> {
+        let rows = sqlx::query(
+            &self.backend.sql("SELECT stream_id, records, bytes, errors FROM dts_ingest_counters WHERE node <> ?"),
+        )
+        .bind(except.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: HashMap<i64, StreamCount> = HashMap::new();
+        for r in rows {
+            let id: i64 = r.try_get("stream_id")?;
+            let n = |col: &str| r.try_get::<i64, _>(col).map(|v| u64::try_from(v).unwrap_or(0));
+            let c = out.entry(id).or_insert(StreamCount { stream_id: id, ..StreamCount::default() });
+            c.records = c.records.saturating_add(n("records")?);
+            c.bytes = c.bytes.saturating_add(n("bytes")?);
+            c.errors = c.errors.saturating_add(n("errors")?);
+        }
+        Ok(out)
     }
 
     /// The secrets of a stored stream.

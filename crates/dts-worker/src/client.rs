@@ -162,8 +162,11 @@ impl ControlClient {
     pub async fn ingest_config(
         &self,
         gateway_id: &str,
+        node: &str,
+        counts: Vec<dts_core::ingest::StreamCount>,
     ) -> Result<(dts_core::wire::IngestConfigReply, dts_core::wire::IngestSecrets), String> {
-        let ask = dts_core::wire::IngestConfigRequest { gateway_id: gateway_id.to_owned() };
+        let ask =
+            dts_core::wire::IngestConfigRequest { gateway_id: gateway_id.to_owned(), node: node.to_owned(), counts };
         let (reply, nonce): (dts_core::wire::IngestConfigReply, String) =
             self.post("/internal/v1/ingest/config", &ask).await?;
         let plain = self.key.open(&nonce, &reply.secrets).map_err(|e| format!("ingest secrets: {e}"))?;

@@ -484,6 +484,7 @@ struct ControlSource {
 impl dts_ingest::registry::ConfigSource for ControlSource {
     fn load(
         &self,
+        report: dts_ingest::registry::CounterReport,
     ) -> std::pin::Pin<
         Box<
             dyn std::future::Future<Output = Result<dts_ingest::registry::Snapshot, dts_ingest::registry::LoadError>>
@@ -495,7 +496,7 @@ impl dts_ingest::registry::ConfigSource for ControlSource {
         Box::pin(async move {
             let (reply, secrets) = self
                 .client
-                .ingest_config(&self.gateway_id)
+                .ingest_config(&self.gateway_id, &report.node, report.counts)
                 .await
                 .map_err(|e| LoadError { what: format!("the control planes: {e}"), source: None })?;
             let mut snapshot = Snapshot::default();

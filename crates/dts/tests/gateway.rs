@@ -122,6 +122,12 @@ fn a_gateway_serves_the_control_planes_streams_and_keys() {
     assert!(written.ends_with(" 1"), "{written}");
     assert!(metrics.contains("dts_ingest_request_duration_seconds_count{"), "{metrics}");
     assert_eq!(ureq::get(&format!("{gw}/readyz")).call().map(|r| r.status()).ok(), Some(200));
+    // The control planes count it too: the gateway reports its counters
+    // with every configuration read, and the streams list sums every node.
+    wait("the control plane to count the gateway's record", || {
+        let (_, list) = call("GET", &format!("{cp}/v1/ingest/streams"), &[("Authorization", AUTH)], None);
+        list["data"]["streams"][0]["counters"]["records"] == 1
+    });
 
     // Keys too: a DIS token works on the gateway, and stops once revoked.
     let dis = json!({"stream": {"protocol": "dis", "project_id": "p1", "stream_name": "d1",
