@@ -12,7 +12,8 @@ use serde_json::json;
 
 use crate::{LagStats, Result};
 
-const CLIENTS: usize = 8;
+/// Concurrent clients of the ingest scenario unless `--clients` says otherwise.
+pub const CLIENTS: usize = 8;
 const SECONDS: u64 = 10;
 
 struct Server {
@@ -94,16 +95,17 @@ struct Load {
 async fn run(
     http: &reqwest::Client,
     load: &Load,
+    clients: usize,
     per_client_interval: Option<Duration>,
     seconds: u64,
 ) -> (u64, f64, Vec<f64>) {
     let stored = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
         let (http, load, stored) = (http.clone(), load.clone(), Arc::clone(&stored));
-        clients.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut tick = per_client_interval.map(tokio::time::interval);
             while Instant::now() < end {
@@ -127,7 +129,7 @@ async fn run(
         }));
     }
     let mut latencies = Vec::new();
-    for c in clients {
+    for c in tasks {
         latencies.extend(c.await.unwrap_or_default());
     }
     latencies.sort_by(f64::total_cmp);
@@ -139,7 +141,7 @@ fn stats(latencies: &[f64]) -> LagStats {
     LagStats { p50: at(0.5), p99: at(0.99), max: latencies.last().copied().unwrap_or(f64::NAN) }
 }
 
-pub async fn ingest(kafka: &str) -> Vec<Result> {
+pub async fn ingest(kafka: &str, clients: usize) -> Vec<Result> {
     let server = match start().await {
         Ok(s) => s,
         Err(e) => {
@@ -207,12 +209,12 @@ pub async fn ingest(kafka: &str) -> Vec<Result> {
     let mut out = Vec::new();
     for load in &loads {
         // Warm up: topics created, producers connected.
-        let _ = run(&http, load, Some(Duration::from_millis(200)), 2).await;
-        let (stored, seconds, latencies) = run(&http, load, None, SECONDS).await;
+        let _ = run(&http, load, clients, Some(Duration::from_millis(200)), 2).await;
+        let (stored, seconds, latencies) = run(&http, load, clients, None, SECONDS).await;
         let rate = stored as f64 / seconds;
         out.push(Result {
             scenario: "ingest".into(),
-            variant: format!("{}, {CLIENTS} clients flat out (request ms in the lag column)", load.name),
+            variant: format!("{}, {clients} clients flat out (request ms in the lag column)", load.name),
             rows: stored,
             seconds,
             rows_per_sec: rate,
@@ -222,8 +224,8 @@ pub async fn ingest(kafka: &str) -> Vec<Result> {
         });
         // Half that rate, paced evenly over the clients.
         let requests_per_sec = (rate / 2.0 / load.records as f64).max(1.0);
-        let interval = Duration::from_secs_f64(CLIENTS as f64 / requests_per_sec);
-        let (stored, seconds, latencies) = run(&http, load, Some(interval), SECONDS).await;
+        let interval = Duration::from_secs_f64(clients as f64 / requests_per_sec);
+        let (stored, seconds, latencies) = run(&http, load, clients, Some(interval), SECONDS).await;
         out.push(Result {
             scenario: "ingest".into(),
             variant: format!("{}, paced at half that rate", load.name),

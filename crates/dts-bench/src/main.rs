@@ -102,6 +102,8 @@ struct Args {
     rows: u64,
     /// Runs of each throughput and lag variant (median and range reported).
     runs: usize,
+    /// Concurrent clients of the ingest scenario.
+    clients: usize,
     out: PathBuf,
 }
 
@@ -110,6 +112,7 @@ fn args() -> std::result::Result<Args, String> {
         scenarios: ["cdc", "many", "snapshot", "lag", "ceiling", "api", "memory", "ingest"].map(String::from).to_vec(),
         rows: 1_000_000,
         runs: 3,
+        clients: ingest::CLIENTS,
         out: "bench-results".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -119,12 +122,16 @@ fn args() -> std::result::Result<Args, String> {
             "--scenarios" => a.scenarios = value.split(',').map(str::to_owned).collect(),
             "--rows" => a.rows = value.parse().map_err(|_| format!("--rows: not a number: {value}"))?,
             "--out" => a.out = value.into(),
+            "--clients" => {
+                a.clients =
+                    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--clients: not a count: {value}"))?
+            }
             "--runs" => {
                 a.runs = value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--runs: not a count: {value}"))?
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --out DIR)"
+                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --clients N --out DIR)"
                 ))
             }
         }
@@ -843,7 +850,7 @@ async fn main() -> std::process::ExitCode {
                 }
             }
             "ingest" => {
-                for r in ingest::ingest(&bench.kafka).await {
+                for r in ingest::ingest(&bench.kafka, args.clients).await {
                     eprintln!("{}: {} -> {:.0} records/s {:?}", r.scenario, r.variant, r.rows_per_sec, r.lag_ms);
                     results.push(r);
                 }

@@ -288,14 +288,14 @@ fn cross_site(req: &ServiceRequest) -> bool {
     if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return !matches!(site, "same-origin" | "none");
     }
-    // The host the client addressed: the Host header, or an HTTP/2 request's authority.
-    let host = h
-        .get(actix_web::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    // The host the client addressed (a proxy's forwarded host first). A
+    // request that names none is cross-site: the listener's own name is no
+    // evidence of where the page came from.
+    let named =
+        ["host", "forwarded", "x-forwarded-host"].iter().any(|n| h.contains_key(*n)) || req.uri().authority().is_some();
     match h.get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some("null") => true,
-        Some(origin) => host.is_none() || origin.split_once("://").map(|(_, rest)| rest) != host,
+        Some(origin) => !named || origin.split_once("://").map(|(_, rest)| rest) != Some(req.connection_info().host()),
         None => false,
     }
 }

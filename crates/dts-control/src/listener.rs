@@ -116,8 +116,9 @@ where
     B: MessageBody + 'static,
 {
     let app = app.into_factory().map_err(|e| e.into().error_response());
-    // The app reads the scheme and host from each request (Host header, or
-    // an HTTP/2 authority), never from this config.
+    // The app takes the host from each request (Host, forwarded headers or
+    // an HTTP/2 authority); this config's placeholder name is used only for
+    // a request that names none, which the app treats as cross-site.
     HttpService::build()
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(1))

@@ -50,8 +50,9 @@ type LoadFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<
 /// its counters, so that every node can show every stream's totals.
 #[derive(Debug, Clone, Default)]
 pub struct CounterReport {
-    /// This serving process: its node name and when it started.
+    /// This serving process: its node name and a random part.
     pub node: String,
+    /// The streams whose counters changed since the last report.
     pub counts: Vec<StreamCount>,
 }
 
@@ -249,6 +250,8 @@ pub struct Registry {
     /// This serving process in reported counters: the node's name, and a
     /// random part so a restarted node adds to its old totals.
     node: String,
+    /// The counters last reported, so only changes are written again.
+    reported: std::sync::Mutex<HashMap<i64, StreamCount>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -298,6 +301,7 @@ impl Registry {
             replays: crate::signing::Replays::default(),
             loaded_at_ms: std::sync::atomic::AtomicI64::new(0),
             node,
+            reported: std::sync::Mutex::default(),
         }
     }
 
@@ -324,8 +328,10 @@ impl Registry {
         &self.node
     }
 
-    /// This process's counters of every stream it served, to report.
+    /// This process's counters of the streams whose counters changed since
+    /// the last report that reached the store.
     pub fn report(&self) -> CounterReport {
+        let reported = self.reported.lock().map(|r| r.clone()).unwrap_or_default();
         let counts = self
             .counters
             .read()
@@ -335,7 +341,7 @@ impl Registry {
                         let v = c.view();
                         StreamCount { stream_id: *id, records: v.records, bytes: v.bytes, errors: v.errors }
                     })
-                    .filter(|c| c.records + c.bytes + c.errors > 0)
+                    .filter(|c| reported.get(&c.stream_id).map_or(c.records + c.bytes + c.errors > 0, |r| r != c))
                     .collect()
             })
             .unwrap_or_default();
@@ -371,7 +377,11 @@ impl Registry {
     /// Loads the streams and serves them. A stream whose version did not
     /// change keeps its limiter and its place in the round robin.
     pub async fn reload(&self) -> Result<(), LoadError> {
-        let snapshot = self.source.load(self.report()).await?;
+        let report = self.report();
+        let snapshot = self.source.load(report.clone()).await?;
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.extend(report.counts.into_iter().map(|c| (c.stream_id, c)));
+        }
         let current: HashMap<i64, Arc<LiveStream>> = self.inner.read().map(|i| i.by_id.clone()).unwrap_or_default();
         let mut next = Inner::default();
         for loaded in snapshot.streams {
@@ -503,5 +513,64 @@ impl Registry {
             m.observe(stream.id, stream.key.protocol.as_str(), ok, failed, bytes as u64, started.elapsed());
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A configuration source that serves no streams and keeps the reports
+    /// it was given; it fails while `down` is set.
+    #[derive(Default)]
+    struct Recorder {
+        reports: std::sync::Mutex<Vec<CounterReport>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl ConfigSource for Arc<Recorder> {
+        fn load(&self, report: CounterReport) -> LoadFuture<'_> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(LoadError { what: "down".into(), source: None });
+                }
+                self.reports.lock().unwrap().push(report);
+                Ok(Snapshot::default())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn counters_are_reported_when_they_change_until_a_report_lands() {
+        let recorder = Arc::new(Recorder::default());
+        let registry = Registry::with_source(Box::new(Arc::clone(&recorder)), IngestSettings::default());
+        let last = || recorder.reports.lock().unwrap().last().cloned().unwrap();
+        registry.reload().await.unwrap();
+        assert!(last().counts.is_empty(), "nothing served yet");
+        assert!(last().node.starts_with("dts#"), "{}", last().node);
+
+        registry.counters_of(7).records.fetch_add(3, Ordering::Relaxed);
+        registry.counters_of(8).errors.fetch_add(1, Ordering::Relaxed);
+        registry.reload().await.unwrap();
+        let mut counts = last().counts;
+        counts.sort_by_key(|c| c.stream_id);
+        assert_eq!(
+            counts,
+            [
+                StreamCount { stream_id: 7, records: 3, bytes: 0, errors: 0 },
+                StreamCount { stream_id: 8, records: 0, bytes: 0, errors: 1 }
+            ]
+        );
+        registry.reload().await.unwrap();
+        assert!(last().counts.is_empty(), "unchanged counters are not written again");
+
+        // A report that does not land is made again.
+        registry.counters_of(7).records.fetch_add(1, Ordering::Relaxed);
+        recorder.down.store(true, Ordering::SeqCst);
+        assert!(registry.reload().await.is_err());
+        recorder.down.store(false, Ordering::SeqCst);
+        registry.reload().await.unwrap();
+        assert_eq!(last().counts, [StreamCount { stream_id: 7, records: 4, bytes: 0, errors: 0 }]);
     }
 }
