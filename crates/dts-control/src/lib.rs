@@ -310,7 +310,7 @@ pub async fn serve(
     tls: Option<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let server = listener::bind(move || app(state.clone()), listen, workers, tls)?;
+    let server = listener::serve_on(move || app(state.clone()), std::net::TcpListener::bind(listen)?, workers, tls)?;
     let handle = server.handle();
     tokio::spawn(async move {
         shutdown.await;

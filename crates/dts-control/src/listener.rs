@@ -25,29 +25,9 @@ use dts_core::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Binds `listen` and serves what `factory` builds on `workers` threads:
+/// Serves what `factory` builds on `listener`, on `workers` threads:
 /// HTTPS only (HTTP/2 and HTTP/1.1) with `tls`, plain HTTP/1.1 without.
 /// The caller runs the returned server and stops it through its handle.
-pub fn bind<F, I, S, B>(
-    factory: F,
-    listen: SocketAddr,
-    workers: usize,
-    tls: Option<rustls::ServerConfig>,
-) -> io::Result<Server>
-where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: std::fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    <S::Service as actix_service::Service<Request>>::Future: 'static,
-    B: MessageBody + 'static,
-{
-    serve_on(factory, std::net::TcpListener::bind(listen)?, workers, tls)
-}
-
-/// [`bind`] on a listener the caller already bound.
 pub fn serve_on<F, I, S, B>(
     factory: F,
     listener: std::net::TcpListener,

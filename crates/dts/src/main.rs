@@ -396,7 +396,9 @@ async fn serve_node(
             )
             .configure(configure.clone())
     };
-    let served = dts_control::listener::bind(app, settings.listen, workers, listener_tls(settings)?)
+    let tls = listener_tls(settings)?;
+    let served = std::net::TcpListener::bind(settings.listen)
+        .and_then(|listener| dts_control::listener::serve_on(app, listener, workers, tls))
         .map_err(|e| RunError::Other(format!("cannot serve on {}: {e}", settings.listen)))?;
     let handle = served.handle();
     tokio::spawn(async move {
