@@ -86,7 +86,8 @@ struct Load {
     name: &'static str,
     url: String,
     headers: Vec<(&'static str, String)>,
-    body: Arc<Vec<u8>>,
+    /// Shared by every request: sending it copies nothing.
+    body: actix_web::web::Bytes,
     records: u64,
     /// Whether an answer means every record was stored.
     ok: fn(u16, &[u8]) -> bool,
@@ -112,7 +113,7 @@ async fn run(
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
                 }
-                let mut req = http.post(&load.url).body(load.body.as_ref().clone());
+                let mut req = http.post(&load.url).body(load.body.clone());
                 for (k, v) in &load.headers {
                     req = req.header(*k, v);
                 }
@@ -183,7 +184,7 @@ pub async fn ingest(kafka: &str, clients: usize) -> Vec<Result> {
             name: "InLong, cnt=100 x 200 B",
             url: format!("{base}/dataproxy/message"),
             headers: vec![("Content-Type", "application/x-www-form-urlencoded".into())],
-            body: Arc::new(inlong_body.into_bytes()),
+            body: inlong_body.into_bytes().into(),
             records: 100,
             ok: |s, b| s == 200 && serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v["code"] == 0),
         },
@@ -191,7 +192,7 @@ pub async fn ingest(kafka: &str, clients: usize) -> Vec<Result> {
             name: "DIS, 500 x 200 B records",
             url: format!("{base}/v2/bench/records"),
             headers: vec![("Content-Type", "application/json".into()), ("X-Auth-Token", token)],
-            body: Arc::new(dis_body.into_bytes()),
+            body: dis_body.into_bytes().into(),
             records: 500,
             ok: |s, b| {
                 s == 200 && serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v["failed_record_count"] == 0)
@@ -201,7 +202,7 @@ pub async fn ingest(kafka: &str, clients: usize) -> Vec<Result> {
             name: "Timeplus lines, 1000 x 200 B",
             url: format!("{base}/api/v1beta2/streams/s/ingest?format=lines"),
             headers: vec![("Content-Type", "text/plain".into()), ("X-Api-Key", api_key)],
-            body: Arc::new(lines_body.into_bytes()),
+            body: lines_body.into_bytes().into(),
             records: 1000,
             ok: |s, _| s == 200,
         },

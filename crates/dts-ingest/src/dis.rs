@@ -13,7 +13,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use dts_core::ingest::{Protocol, StreamKey};
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::Deserialize;
 
 use crate::registry::{Credential, DeliverError, LiveStream, OutRecord, Registry};
 use crate::signing;
@@ -54,43 +56,61 @@ impl DisError {
 }
 
 /// `PutRecordsRequest`. Fields the SDKs may add beyond these are ignored.
+/// Strings borrow from the body unless JSON escapes forced a copy.
 #[derive(Debug, Deserialize)]
-pub struct PutRecords {
-    pub stream_name: Option<String>,
-    pub stream_id: Option<String>,
-    #[serde(default)]
-    pub records: Vec<PutRecord>,
+pub struct PutRecords<'a> {
+    #[serde(borrow)]
+    pub stream_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub stream_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub records: Vec<PutRecord<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct PutRecord {
-    pub data: Option<String>,
-    pub partition_key: Option<String>,
-    pub partition_id: Option<String>,
-    pub explicit_hash_key: Option<String>,
+pub struct PutRecord<'a> {
+    #[serde(borrow)]
+    pub data: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub partition_key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub partition_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub explicit_hash_key: Option<Cow<'a, str>>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
-pub struct PutResult {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sequence_number: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
+/// What became of one record, as the SendRecords answer reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Stored { partition: u32, offset: i64 },
+    Failed { code: &'static str, message: String },
 }
 
-impl PutResult {
-    fn failed(code: &str, message: &str) -> Self {
-        Self {
-            partition_id: None,
-            sequence_number: None,
-            error_code: Some(code.into()),
-            error_message: Some(message.into()),
+/// The SendRecords answer: `failed_record_count` and one result per
+/// record, in request order. Written straight into the body: a request
+/// carries up to 500 of them.
+pub fn answer_body(outcomes: &[Outcome]) -> Vec<u8> {
+    use std::io::Write;
+    let failed = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).count();
+    let mut body = Vec::with_capacity(48 + outcomes.len() * 72);
+    let _ = write!(body, r#"{{"failed_record_count":{failed},"records":["#);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
         }
+        let _ = match outcome {
+            Outcome::Stored { partition, offset } => {
+                write!(body, r#"{{"partition_id":"shardId-{partition:010}","sequence_number":"{offset}"}}"#)
+            }
+            Outcome::Failed { code, message } => {
+                let _ = write!(body, r#"{{"error_code":"{code}","error_message":"#);
+                let _ = serde_json::to_writer(&mut body, message);
+                write!(body, "}}")
+            }
+        };
     }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// `shardId-0000000002` for partition 2.
@@ -114,17 +134,43 @@ pub fn partition_of_hash(hash: u64, partitions: u32) -> u32 {
     u32::try_from(p).unwrap_or(0).min(partitions.max(1) - 1)
 }
 
-/// A record checked and placed.
+/// A request's records checked and placed: their decoded data in one
+/// buffer, and where each record's bytes are in it.
 #[derive(Debug)]
-pub struct Placed {
-    pub data: Vec<u8>,
-    pub key: Option<String>,
+pub struct Placed<'a> {
+    data: Vec<u8>,
+    pub records: Vec<PlacedRecord<'a>>,
+}
+
+#[derive(Debug)]
+pub struct PlacedRecord<'a> {
+    span: std::ops::Range<usize>,
+    pub key: Option<&'a str>,
     pub partition: Option<u32>,
+}
+
+impl Placed<'_> {
+    /// The decoded data of record `i`.
+    pub fn data(&self, i: usize) -> &[u8] {
+        self.records.get(i).map_or(&[], |r| &self.data[r.span.clone()])
+    }
+
+    /// The records to hand to Kafka.
+    pub fn out(&self) -> Vec<OutRecord<'_>> {
+        self.records
+            .iter()
+            .map(|r| OutRecord {
+                key: r.key.map(str::as_bytes),
+                payload: &self.data[r.span.clone()],
+                partition: r.partition,
+            })
+            .collect()
+    }
 }
 
 /// Checks every record of a request against the limits and the topic's
 /// partitions; the first problem refuses the whole request.
-pub fn place(records: &[PutRecord], partitions: u32, max_record: usize) -> Result<Vec<Placed>, DisError> {
+pub fn place<'a>(records: &'a [PutRecord<'_>], partitions: u32, max_record: usize) -> Result<Placed<'a>, DisError> {
     if records.is_empty() {
         return Err(DisError::new(400, "DIS.4202", "Empty request."));
     }
@@ -135,17 +181,20 @@ pub fn place(records: &[PutRecord], partitions: u32, max_record: usize) -> Resul
         )));
     }
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut out = Vec::with_capacity(records.len());
+    let encoded: usize = records.iter().map(|r| r.data.as_ref().map_or(0, |d| d.len())).sum();
+    let mut placed =
+        Placed { data: Vec::with_capacity(encoded / 4 * 3 + 3), records: Vec::with_capacity(records.len()) };
     for (i, r) in records.iter().enumerate() {
         let Some(data) = &r.data else {
             return Err(DisError::invalid(format!("records[{i}].data is required")));
         };
-        let data =
-            b64.decode(data.trim()).map_err(|_| DisError::invalid(format!("records[{i}].data is not base64")))?;
-        if data.len() > max_record {
+        let start = placed.data.len();
+        b64.decode_vec(data.trim(), &mut placed.data)
+            .map_err(|_| DisError::invalid(format!("records[{i}].data is not base64")))?;
+        let len = placed.data.len() - start;
+        if len > max_record {
             return Err(DisError::invalid(format!(
-                "records[{i}].data is {} bytes; a record holds at most {max_record}",
-                data.len()
+                "records[{i}].data is {len} bytes; a record holds at most {max_record}"
             )));
         }
         let partition = if let Some(id) = &r.partition_id {
@@ -175,9 +224,13 @@ pub fn place(records: &[PutRecord], partitions: u32, max_record: usize) -> Resul
         if r.partition_key.as_ref().is_some_and(|k| k.len() > 256) {
             return Err(DisError::invalid(format!("records[{i}].partition_key is longer than 256 characters")));
         }
-        out.push(Placed { data, key: r.partition_key.clone(), partition });
+        placed.records.push(PlacedRecord {
+            span: start..placed.data.len(),
+            key: r.partition_key.as_deref(),
+            partition,
+        });
     }
-    Ok(out)
+    Ok(placed)
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {
@@ -242,45 +295,32 @@ async fn handle(registry: &Registry, req: &HttpRequest, body: &[u8]) -> Result<H
     }
     let partitions = registry.partitions(&stream).await.map_err(|e| unavailable(&stream, &e))?;
     let placed = place(&put.records, partitions, stream.spec.max_record_bytes()).map_err(|e| e.response())?;
-    if !stream.admit(placed.len()) {
-        let results: Vec<PutResult> =
-            placed.iter().map(|_| PutResult::failed("DIS.4303", "Exceeded traffic control limit.")).collect();
-        return Ok(answer(results));
+    if !stream.admit(placed.records.len()) {
+        let throttled = Outcome::Failed { code: "DIS.4303", message: "Exceeded traffic control limit.".into() };
+        return Ok(answer(&vec![throttled; placed.records.len()]));
     }
-    let out: Vec<OutRecord<'_>> = placed
-        .iter()
-        .map(|p| OutRecord { key: p.key.as_deref().map(str::as_bytes), payload: &p.data, partition: p.partition })
-        .collect();
     let default_partition = stream.next_partition(partitions);
     let delivered =
-        registry.deliver(&stream, &out, default_partition, &[]).await.map_err(|e| unavailable(&stream, &e))?;
-    let results = delivered
+        registry.deliver(&stream, &placed.out(), default_partition, &[]).await.map_err(|e| unavailable(&stream, &e))?;
+    let outcomes: Vec<Outcome> = delivered
         .into_iter()
         .map(|r| match r {
-            Ok(d) => PutResult {
-                partition_id: Some(shard_id(u32::try_from(d.partition).unwrap_or(0))),
-                sequence_number: Some(d.offset.to_string()),
-                error_code: None,
-                error_message: None,
-            },
-            Err(e) => PutResult::failed("DIS.5000", &format!("System error. {e}")),
+            Ok(d) => Outcome::Stored { partition: u32::try_from(d.partition).unwrap_or(0), offset: d.offset },
+            Err(e) => Outcome::Failed { code: "DIS.5000", message: format!("System error. {e}") },
         })
         .collect();
-    Ok(answer(results))
+    Ok(answer(&outcomes))
 }
 
-fn answer(results: Vec<PutResult>) -> HttpResponse {
-    let failed = results.iter().filter(|r| r.error_code.is_some()).count();
-    HttpResponse::Ok()
-        .content_type("application/json;charset=UTF-8")
-        .body(serde_json::json!({ "failed_record_count": failed, "records": results }).to_string())
+fn answer(outcomes: &[Outcome]) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json;charset=UTF-8").body(answer_body(outcomes))
 }
 
 /// By name within the project; by `stream_id` (the dts stream id) when
 /// the name finds nothing, as DIS does.
-fn find_stream(registry: &Registry, project: &str, put: &PutRecords) -> Result<Arc<LiveStream>, DisError> {
+fn find_stream(registry: &Registry, project: &str, put: &PutRecords<'_>) -> Result<Arc<LiveStream>, DisError> {
     let by_name = put.stream_name.as_ref().and_then(|name| {
-        registry.get(&StreamKey { protocol: Protocol::Dis, scope: project.to_owned(), name: name.clone() })
+        registry.get(&StreamKey { protocol: Protocol::Dis, scope: project.to_owned(), name: name.to_string() })
     });
     let found = by_name.or_else(|| {
         let id: i64 = put.stream_id.as_deref()?.trim().parse().ok()?;
@@ -443,7 +483,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn rec(data: &str) -> PutRecord {
+    fn rec(data: &str) -> PutRecord<'_> {
         PutRecord { data: Some(data.into()), partition_key: None, partition_id: None, explicit_hash_key: None }
     }
 
@@ -474,16 +514,42 @@ mod tests {
         r.partition_id = Some("shardId-0000000001".into());
         r.explicit_hash_key = Some("0".into());
         r.partition_key = Some("k".into());
-        assert_eq!(place(&[r], 3, 1024).unwrap()[0].partition, Some(1));
+        assert_eq!(place(&[r], 3, 1024).unwrap().records[0].partition, Some(1));
         let mut r = rec("ZGF0YQ==");
-        r.explicit_hash_key = Some(i64::MAX.to_string());
+        r.explicit_hash_key = Some(i64::MAX.to_string().into());
         r.partition_key = Some("k".into());
-        assert_eq!(place(&[r], 3, 1024).unwrap()[0].partition, Some(2));
+        assert_eq!(place(&[r], 3, 1024).unwrap().records[0].partition, Some(2));
         let mut r = rec("ZGF0YQ==");
         r.partition_key = Some("k".into());
-        let p = place(&[r], 3, 1024).unwrap();
-        assert_eq!(p[0].partition, Some(dts_pipeline::murmur2::partition_for(b"k", 3)));
-        assert_eq!(p[0].data, b"data");
+        let rs = [r, rec("eHl6"), rec(" YQ== ")];
+        let p = place(&rs, 3, 1024).unwrap();
+        assert_eq!(p.records[0].partition, Some(dts_pipeline::murmur2::partition_for(b"k", 3)));
+        assert_eq!(p.records[0].key, Some("k"));
+        assert_eq!((p.data(0), p.data(1), p.data(2)), (&b"data"[..], &b"xyz"[..], &b"a"[..]));
+        // Some JSON writers escape '/': such strings are unescaped, not borrowed.
+        let put: PutRecords<'_> = serde_json::from_slice(br#"{"records":[{"data":"\/\/\/\/"}]}"#).unwrap();
+        assert_eq!(place(&put.records, 3, 1024).unwrap().data(0), [0xff; 3]);
+        let out = p.out();
+        assert_eq!(out.iter().map(|o| o.payload).collect::<Vec<_>>(), [&b"data"[..], b"xyz", b"a"]);
+        assert_eq!((out[1].key, out[1].partition), (None, None));
+    }
+
+    #[test]
+    fn the_answer_lists_each_record_in_order() {
+        let body = answer_body(&[
+            Outcome::Stored { partition: 2, offset: 41 },
+            Outcome::Failed { code: "DIS.5000", message: "System error. \"quoted\"\n".into() },
+            Outcome::Stored { partition: 0, offset: 0 },
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"failed_record_count": 1, "records": [
+                {"partition_id": "shardId-0000000002", "sequence_number": "41"},
+                {"error_code": "DIS.5000", "error_message": "System error. \"quoted\"\n"},
+                {"partition_id": "shardId-0000000000", "sequence_number": "0"},
+            ]})
+        );
     }
 
     #[test]

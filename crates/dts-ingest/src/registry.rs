@@ -482,11 +482,12 @@ impl Registry {
         let started = std::time::Instant::now();
         let sink = self.sink(stream).await.map_err(DeliverError::Unavailable)?;
         let topic = &stream.spec.kafka.topic;
+        let headers = sink.headers(headers);
         let sent = async {
             let mut acks = Vec::with_capacity(records.len());
             for r in records {
                 let p = r.partition.unwrap_or(partition);
-                acks.push(sink.send_with_headers(topic, p, r.key, r.payload, headers).await);
+                acks.push(sink.send_with_headers(topic, p, r.key, r.payload, &headers).await);
             }
             let mut out = Vec::with_capacity(acks.len());
             for ack in acks {

@@ -18,6 +18,8 @@
 //! key as the password. Success is 200 with an empty JSON object; errors
 //! are `{"code": HTTP status, "message": ...}`.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -86,42 +88,78 @@ pub fn format_of(query_format: Option<&str>, content_type: &str) -> Result<Forma
     })
 }
 
+/// A request's events: one buffer (the body itself where it can be) and
+/// where each event is in it, so splitting copies nothing per event.
+#[derive(Debug)]
+pub struct Events<'a> {
+    buf: Cow<'a, [u8]>,
+    spans: Vec<Range<usize>>,
+}
+
+impl Events<'_> {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.spans.iter().map(|s| &self.buf[s.clone()])
+    }
+}
+
 /// Splits a body into events (each one message payload).
-pub fn events(format: Format, content_type: &str, body: &[u8]) -> Result<Vec<Vec<u8>>, TpError> {
+pub fn events<'a>(format: Format, content_type: &str, body: &'a [u8]) -> Result<Events<'a>, TpError> {
     let bad = |m: String| TpError::new(400, m);
-    let text_body = |body: &[u8]| -> Vec<u8> {
+    let text_body = |body: &'a [u8]| -> Cow<'a, [u8]> {
         // The SDK JSON-encodes text bodies when it posts them as JSON.
         if content_type.to_ascii_lowercase().contains("json") {
             if let Ok(Value::String(s)) = serde_json::from_slice::<Value>(body) {
-                return s.into_bytes();
+                return Cow::Owned(s.into_bytes());
             }
         }
-        body.to_vec()
+        Cow::Borrowed(body)
     };
-    let out: Vec<Vec<u8>> = match format {
-        Format::Raw => vec![text_body(body)],
+    let events = match format {
+        Format::Raw => {
+            let buf = text_body(body);
+            Events { spans: std::iter::once(0..buf.len()).collect(), buf }
+        }
         Format::Lines => {
-            let text = text_body(body);
-            let text = text.strip_suffix(b"\n").unwrap_or(&text);
-            text.split(|b| *b == b'\n')
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
+            let buf = text_body(body);
+            let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let mut spans = Vec::new();
+            let mut start = 0;
+            for line in text.split(|b| *b == b'\n') {
+                let end = start + line.strip_suffix(b"\r").unwrap_or(line).len();
+                if end > start {
+                    spans.push(start..end);
+                }
+                start += line.len() + 1;
+            }
+            Events { buf, spans }
         }
         Format::Streaming => {
-            let mut out = Vec::new();
-            for (i, value) in serde_json::Deserializer::from_slice(body).into_iter::<Value>().enumerate() {
-                let value = value.map_err(|e| bad(format!("event {i} is not valid JSON: {e}")))?;
-                if !value.is_object() {
+            // Each object is one message as sent: it is checked, not rewritten.
+            let mut spans = Vec::new();
+            let mut values = serde_json::Deserializer::from_slice(body).into_iter::<serde::de::IgnoredAny>();
+            let mut end = 0;
+            while let Some(value) = values.next() {
+                let i = spans.len();
+                value.map_err(|e| bad(format!("event {i} is not valid JSON: {e}")))?;
+                let start = end + body[end..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+                end = values.byte_offset();
+                if body.get(start) != Some(&b'{') {
                     return Err(bad(format!("event {i} is not a JSON object")));
                 }
-                out.push(value.to_string().into_bytes());
-                if out.len() > MAX_EVENTS {
+                spans.push(start..end);
+                if spans.len() > MAX_EVENTS {
                     break;
                 }
             }
-            out
+            Events { buf: Cow::Borrowed(body), spans }
         }
         Format::Compact => {
             #[derive(serde::Deserialize)]
@@ -135,24 +173,27 @@ pub fn events(format: Format, content_type: &str, body: &[u8]) -> Result<Vec<Vec
             if c.columns.is_empty() {
                 return Err(bad("columns must name at least one column".into()));
             }
-            let mut out = Vec::with_capacity(c.data.len());
+            let mut buf = Vec::with_capacity(body.len() * 2);
+            let mut spans = Vec::with_capacity(c.data.len());
             for (i, row) in c.data.into_iter().enumerate() {
                 if row.len() != c.columns.len() {
                     return Err(bad(format!("row {i} has {} values for {} columns", row.len(), c.columns.len())));
                 }
                 let object: serde_json::Map<String, Value> = c.columns.iter().cloned().zip(row).collect();
-                out.push(Value::Object(object).to_string().into_bytes());
+                let start = buf.len();
+                serde_json::to_writer(&mut buf, &object).map_err(|e| bad(format!("row {i}: {e}")))?;
+                spans.push(start..buf.len());
             }
-            out
+            Events { buf: Cow::Owned(buf), spans }
         }
     };
-    if out.is_empty() {
+    if events.is_empty() {
         return Err(bad("the request carries no event".into()));
     }
-    if out.len() > MAX_EVENTS {
+    if events.len() > MAX_EVENTS {
         return Err(bad(format!("a request carries at most {MAX_EVENTS} events")));
     }
-    Ok(out)
+    Ok(events)
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {
@@ -226,16 +267,15 @@ async fn handle(registry: &Registry, req: &HttpRequest, body: &[u8]) -> Result<H
     let format = format_of(format_param, &content_type).map_err(|e| e.response())?;
     let events = events(format, &content_type, body).map_err(|e| e.response())?;
     let max = stream.spec.max_record_bytes();
-    if let Some(i) = events.iter().position(|e| e.len() > max) {
-        return Err(
-            TpError::new(413, format!("event {i} is {} bytes; at most {max} are accepted", events[i].len())).response()
-        );
+    if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| e.len() > max) {
+        return Err(TpError::new(413, format!("event {i} is {} bytes; at most {max} are accepted", e.len())).response());
     }
     if !stream.admit(events.len()) {
         return Err(TpError::new(429, "the stream's rate limit is reached; retry later").response());
     }
     let partitions = registry.partitions(&stream).await.map_err(|e| unavailable(&stream, &e))?;
-    let out: Vec<OutRecord<'_>> = events.iter().map(|e| OutRecord { key: None, payload: e, partition: None }).collect();
+    let out: Vec<OutRecord<'_>> =
+        events.iter().map(|payload| OutRecord { key: None, payload, partition: None }).collect();
     let results = registry
         .deliver(&stream, &out, stream.next_partition(partitions), &[])
         .await
@@ -340,8 +380,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn texts(v: Vec<Vec<u8>>) -> Vec<String> {
-        v.into_iter().map(|b| String::from_utf8(b).unwrap()).collect()
+    fn texts(v: Events<'_>) -> Vec<String> {
+        v.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect()
     }
 
     #[test]
@@ -365,7 +405,12 @@ mod tests {
         );
         assert_eq!(texts(events(Format::Lines, "text/plain", b"a\r\nb\n\nc\n").unwrap()), ["a", "b", "c"]);
         assert_eq!(texts(events(Format::Lines, "application/json", br#""x\ny""#).unwrap()), ["x", "y"], "SDK-encoded");
-        assert_eq!(texts(events(Format::Streaming, "", br#"{"a":1}{"a":2} {"a":3}"#).unwrap()).len(), 3);
+        assert_eq!(
+            texts(events(Format::Streaming, "", b"{\"a\":1}{\"a\":2}\n {\"a\": [3]}\r\n").unwrap()),
+            [r#"{"a":1}"#, r#"{"a":2}"#, r#"{"a": [3]}"#],
+            "each object as sent"
+        );
+        assert_eq!(texts(events(Format::Lines, "text/plain", b"\r\nx\r").unwrap()), ["x"]);
         let compact = br#"{"columns":["k","n"],"data":[["a",1],["b",2]]}"#;
         assert_eq!(
             texts(events(Format::Compact, "application/json", compact).unwrap()),
@@ -384,6 +429,16 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn lines_are_the_bodys_nonempty_lines(lines in proptest::collection::vec("[a-z ]{0,6}", 1..12)) {
+            let body = lines.join("\n");
+            let want: Vec<String> = lines.iter().filter(|l| !l.is_empty()).cloned().collect();
+            match events(Format::Lines, "text/plain", body.as_bytes()) {
+                Ok(e) => prop_assert_eq!(texts(e), want),
+                Err(e) => prop_assert!(want.is_empty(), "{:?}", e),
+            }
+        }
+
         #[test]
         fn any_body_splits_or_is_refused(body in proptest::collection::vec(any::<u8>(), 0..256), ct in "(application/json|text/plain|)") {
             for f in [Format::Compact, Format::Streaming, Format::Lines, Format::Raw] {

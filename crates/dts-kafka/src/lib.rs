@@ -242,12 +242,26 @@ impl Ack {
     }
 }
 
+/// Message headers built once and copied onto each message: building
+/// them per message costs an allocation per header name.
+#[derive(Clone, Default)]
+pub struct Headers(Option<rdkafka::message::OwnedHeaders>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use rdkafka::message::Headers as _;
+        f.debug_list().entries(self.0.iter().flat_map(|h| h.iter().map(|h| h.key))).finish()
+    }
+}
+
 /// A producer and an admin client on one cluster.
 pub struct KafkaSink {
     producer: FutureProducer<BrokerContext>,
     admin: AdminClient<BrokerContext>,
     context: BrokerContext,
     config: SinkConfig,
+    /// The `dts-worker` header alone, for [`Self::send`].
+    origin: Headers,
     /// Partition counts of topics already checked or created.
     partitions: Mutex<HashMap<String, u32>>,
 }
@@ -280,7 +294,26 @@ impl KafkaSink {
             .set("message.max.bytes", config.max_message_bytes.to_string())
             .create_with_context(context.clone())
             .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
-        Ok(Self { producer, admin, context, config, partitions: Mutex::new(HashMap::new()) })
+        let mut sink =
+            Self { producer, admin, context, config, origin: Headers(None), partitions: Mutex::new(HashMap::new()) };
+        sink.origin = sink.headers(&[]);
+        Ok(sink)
+    }
+
+    /// The headers of messages sent with [`Self::send_with_headers`]: the
+    /// `dts-worker` header (when the config names an origin), then `extra`.
+    pub fn headers(&self, extra: &[(&str, &[u8])]) -> Headers {
+        if self.config.origin.is_none() && extra.is_empty() {
+            return Headers(None);
+        }
+        let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(extra.len() + 1);
+        if let Some(origin) = &self.config.origin {
+            owned = owned.insert(rdkafka::message::Header { key: ORIGIN_HEADER, value: Some(origin.as_bytes()) });
+        }
+        for (k, v) in extra {
+            owned = owned.insert(rdkafka::message::Header { key: k, value: Some(*v) });
+        }
+        Headers(Some(owned))
     }
 
     /// The topic's partition count, creating the topic first if it is missing.
@@ -363,32 +396,25 @@ impl KafkaSink {
     /// Enqueues one message for `partition` of `topic`. When the producer's
     /// buffer is full this waits for room: the backpressure that bounds memory.
     pub async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
-        self.send_with_headers(topic, partition, Some(key), payload, &[]).await
+        self.send_with_headers(topic, partition, Some(key), payload, &self.origin).await
     }
 
-    /// [`Self::send`] with an optional key and headers besides `dts-worker`.
+    /// [`Self::send`] with an optional key and headers from [`Self::headers`].
     pub async fn send_with_headers(
         &self,
         topic: &str,
         partition: u32,
         key: Option<&[u8]>,
         payload: &[u8],
-        headers: &[(&str, &[u8])],
+        headers: &Headers,
     ) -> Result<Ack, SinkError> {
         let partition = i32::try_from(partition).map_err(|_| SinkError::Config("partition out of range".into()))?;
         let mut record = FutureRecord::to(topic).partition(partition).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
         }
-        if self.config.origin.is_some() || !headers.is_empty() {
-            let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len() + 1);
-            if let Some(origin) = &self.config.origin {
-                owned = owned.insert(rdkafka::message::Header { key: ORIGIN_HEADER, value: Some(origin.as_bytes()) });
-            }
-            for (k, v) in headers {
-                owned = owned.insert(rdkafka::message::Header { key: k, value: Some(*v) });
-            }
-            record = record.headers(owned);
+        if let Some(h) = &headers.0 {
+            record = record.headers(h.clone());
         }
         loop {
             match self.producer.send_result(record) {
