@@ -8,6 +8,7 @@
 //! is `code` 0, as DataProxy sends it and its clients check it (InLong's
 //! report page says 1; its own Java example and SDKs test for 0).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -95,9 +96,8 @@ impl Report {
 /// object body (`application/json`, values as strings or numbers).
 pub fn parse(query: &str, content_type: &str, body: &[u8]) -> Result<Report, Code> {
     let mut report = Report::default();
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| Code::DecodeRequestFailure)?;
-    for (k, v) in pairs {
-        report.set(&k, v);
+    for (k, v) in form_pairs(query.as_bytes()) {
+        report.set(&k, v.into_owned());
     }
     if body.is_empty() {
         return Ok(report);
@@ -116,15 +116,67 @@ pub fn parse(query: &str, content_type: &str, body: &[u8]) -> Result<Report, Cod
             report.set(&k, text);
         }
     } else if mime.is_empty() || mime == "application/x-www-form-urlencoded" || mime == "text/plain" {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(body).map_err(|_| Code::DecodeRequestFailure)?;
-        for (k, v) in pairs {
-            report.set(&k, v);
+        for (k, v) in form_pairs(body) {
+            report.set(&k, v.into_owned());
         }
     } else {
         return Err(Code::UnsupportedContentType);
     }
     Ok(report)
+}
+
+/// The name/value pairs of an `application/x-www-form-urlencoded` text:
+/// `&`-separated, empty ones skipped, split at the first `=`.
+pub fn form_pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    input.split(|b| *b == b'&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        (decode_component(name), decode_component(value))
+    })
+}
+
+/// Decodes one form component: `+` is a space, `%XX` a byte, anything
+/// else itself (a `%` without two hex digits too); then UTF-8 with invalid
+/// sequences replaced, as browsers and `form_urlencoded` decode. Runs
+/// without escapes are copied whole: a report's body is mostly such runs.
+fn decode_component(input: &[u8]) -> Cow<'_, str> {
+    let escape = |b: &u8| *b == b'%' || *b == b'+';
+    let Some(first) = input.iter().position(escape) else {
+        return String::from_utf8_lossy(input);
+    };
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16)).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    out.extend_from_slice(&input[..first]);
+    let mut i = first;
+    while i < input.len() {
+        match input[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => match (hex(input.get(i + 1)), hex(input.get(i + 2))) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            _ => {
+                let run = input[i..].iter().position(escape).unwrap_or(input.len() - i);
+                out.extend_from_slice(&input[i..i + run]);
+                i += run;
+            }
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(text) => Cow::Owned(text),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
 }
 
 /// `body` split into records: one per line; a final line break ends the
@@ -272,6 +324,16 @@ mod tests {
         #[test]
         fn any_request_parses_or_is_refused(query in ".{0,64}", ctype in "(application/json|application/x-www-form-urlencoded|text/plain|)", body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = parse(&query, &ctype, &body);
+        }
+
+        #[test]
+        fn form_decoding_matches_form_urlencoded(input in proptest::collection::vec(prop_oneof![
+            Just(b'%'), Just(b'+'), Just(b'&'), Just(b'='), Just(b'a'), Just(b'F'), Just(b'0'), Just(b'9'),
+            Just(0xc3u8), Just(0xa9u8), any::<u8>()
+        ], 0..64)) {
+            let ours: Vec<(String, String)> = form_pairs(&input).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            let theirs: Vec<(String, String)> = serde_urlencoded::from_bytes(&input).unwrap();
+            prop_assert_eq!(ours, theirs);
         }
 
         #[test]

@@ -96,7 +96,14 @@ pub async fn read_body(
 ) -> Result<web::BytesMut, BodyError> {
     use futures_util::StreamExt;
     let mut stream = actix_web::dev::Decompress::from_headers(payload, req.headers());
-    let mut body = web::BytesMut::new();
+    // Room for the declared length up front (within the limit): growing
+    // chunk by chunk copied a large body several times.
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = web::BytesMut::with_capacity(declared.min(limit));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
         if body.len() + chunk.len() > limit {
