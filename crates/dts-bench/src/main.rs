@@ -891,7 +891,8 @@ async fn main() -> std::process::ExitCode {
         },
         None => None,
     };
-    let md = markdown(&results, cores, source.as_deref().unwrap_or("MySQL/MariaDB"));
+    let fallback = if bench.is_some() { "MySQL/MariaDB" } else { "none (push ingest only)" };
+    let md = markdown(&results, cores, source.as_deref().unwrap_or(fallback));
     let written = std::fs::create_dir_all(&args.out)
         .and_then(|()| {
             std::fs::write(args.out.join("results.json"), serde_json::to_vec_pretty(&results).unwrap_or_default())
