@@ -86,6 +86,9 @@ pub enum BodyError {
     Unreadable,
 }
 
+/// The most a request body reserves before its bytes arrive.
+const UPFRONT_BODY_BYTES: usize = 1024 * 1024;
+
 /// Reads a request body, decompressing `Content-Encoding: gzip` (and the
 /// other encodings actix supports); `limit` applies to the decompressed
 /// bytes, so a small compressed body cannot expand without bound.
@@ -96,14 +99,15 @@ pub async fn read_body(
 ) -> Result<web::BytesMut, BodyError> {
     use futures_util::StreamExt;
     let mut stream = actix_web::dev::Decompress::from_headers(payload, req.headers());
-    // Room for the declared length up front (within the limit): growing
-    // chunk by chunk copied a large body several times.
+    // Room for the declared length up front: growing chunk by chunk copied
+    // a large body several times. At most 1 MiB before the bytes arrive, so
+    // idle connections that declare big bodies cannot reserve memory.
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut body = web::BytesMut::with_capacity(declared.min(limit));
+    let mut body = web::BytesMut::with_capacity(declared.min(limit).min(UPFRONT_BODY_BYTES));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
         if body.len() + chunk.len() > limit {
