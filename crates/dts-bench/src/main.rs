@@ -148,9 +148,8 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start() -> std::result::Result<Self, String> {
+    async fn start(kafka: String) -> std::result::Result<Self, String> {
         let url = std::env::var("DTS_TEST_MYSQL_URL").map_err(|_| "DTS_TEST_MYSQL_URL is not set".to_owned())?;
-        let kafka = std::env::var("DTS_TEST_KAFKA_ADDR").map_err(|_| "DTS_TEST_KAFKA_ADDR is not set".to_owned())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let key = SecretCipher::from_base64(&SecretCipher::generate_key_base64()).map_err(|e| e.to_string())?;
         let store = Store::open(&format!("sqlite://{}", dir.path().join("bench.db").display()), key)
@@ -761,19 +760,6 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    // The ingest scenario drives its own `dts` process: the in-process
-    // worker (and its store polling) would only take CPU from it.
-    let bench = if args.scenarios.iter().all(|s| s == "ingest") {
-        None
-    } else {
-        match Bench::start().await {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("dts-bench: {e} (run through scripts/bench.sh, which starts the servers)");
-                return std::process::ExitCode::from(2);
-            }
-        }
-    };
     let kafka = match std::env::var("DTS_TEST_KAFKA_ADDR") {
         Ok(k) => k,
         Err(_) => {
@@ -781,6 +767,19 @@ async fn main() -> std::process::ExitCode {
                 "dts-bench: DTS_TEST_KAFKA_ADDR is not set (run through scripts/bench.sh, which starts the servers)"
             );
             return std::process::ExitCode::from(2);
+        }
+    };
+    // The ingest scenario drives its own `dts` process: the in-process
+    // worker (and its store polling) would only take CPU from it.
+    let bench = if args.scenarios.iter().all(|s| s == "ingest") {
+        None
+    } else {
+        match Bench::start(kafka.clone()).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("dts-bench: {e} (run through scripts/bench.sh, which starts the servers)");
+                return std::process::ExitCode::from(2);
+            }
         }
     };
     let mut results = Vec::new();

@@ -7,14 +7,13 @@
 //! partition and sequence number (the Kafka offset) of each stored record,
 //! or the error of each that was not.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use dts_core::ingest::{Protocol, StreamKey};
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
 use crate::registry::{Credential, DeliverError, LiveStream, OutRecord, Registry};

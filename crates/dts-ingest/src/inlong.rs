@@ -127,7 +127,7 @@ pub fn parse(query: &str, content_type: &str, body: &[u8]) -> Result<Report, Cod
 
 /// The name/value pairs of an `application/x-www-form-urlencoded` text:
 /// `&`-separated, empty ones skipped, split at the first `=`.
-pub fn form_pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+fn form_pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     input.split(|b| *b == b'&').filter(|p| !p.is_empty()).map(|pair| {
         let (name, value) = match pair.iter().position(|b| *b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
