@@ -78,4 +78,106 @@ async fn an_unreachable_broker_is_a_transient_delivery_error() {
     let ack = sink.send("nowhere", 0, b"k", b"v").await.unwrap();
     let err = ack.wait().await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+
+    // A group of messages fails as one, with the same transient error.
+    let group = dts_kafka::AckGroup::new();
+    for i in 0..3u8 {
+        sink.send_into(&group, "nowhere", 0, &[i], b"v").await.unwrap();
+    }
+    let err = group.wait().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_completes_once_every_message_is_on_the_broker() {
+    let Some(addr) = kafka_addr() else { return };
+    let mut config = SinkConfig::new(addr.clone());
+    config.topic_partitions = 3;
+    config.max_message_bytes = 10_000;
+    let sink = KafkaSink::connect(config).unwrap();
+    let topic = unique_topic("dts_group");
+    assert_eq!(sink.partitions(&topic).await.unwrap(), 3);
+    let group = dts_kafka::AckGroup::new();
+    for i in 0..500 {
+        let key = format!("k{i}");
+        sink.send_into(&group, &topic, partition_for(key.as_bytes(), 3), key.as_bytes(), b"v").await.unwrap();
+    }
+    // A message the producer refuses is the sender's error; it does not
+    // fail the group.
+    let refused = sink.send_into(&group, &topic, 0, b"big", &[0; 20_000]).await.unwrap_err();
+    assert!(!refused.is_transient(), "{refused}");
+    group.wait().await.unwrap();
+    // librdkafka counts a report until its event is released, just after
+    // the group learns of it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.in_flight() != 0 {
+        assert!(Instant::now() < deadline, "{} messages still in flight", sink.in_flight());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = tokio::task::spawn_blocking(move || read_all(&addr, &topic, 3, 500)).await.unwrap();
+    assert_eq!(got.len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reports_each_message_in_order_and_fails_only_the_one_that_cannot_go() {
+    let Some(addr) = kafka_addr() else { return };
+    let mut config = SinkConfig::new(addr.clone());
+    config.topic_partitions = 2;
+    config.max_message_bytes = 10_000;
+    let sink = KafkaSink::connect(config).unwrap();
+    let topic = unique_topic("dts_batch");
+    assert_eq!(sink.partitions(&topic).await.unwrap(), 2);
+
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let big = vec![b'x'; 20_000];
+    let payloads: Vec<Vec<u8>> =
+        (0..40).map(|i| if i == 7 { big.clone() } else { format!("v{i}").into_bytes() }).collect();
+    let messages = (0..40).map(|i| dts_kafka::Message {
+        // Partition 5 does not exist: message 13 fails alone.
+        partition: if i == 13 { 5 } else { i % 2 },
+        key: Some(keys[i as usize].as_bytes()),
+        payload: &payloads[i as usize],
+    });
+    let outcomes = sink.send_batch(&topic, messages, &sink.headers(&[])).await.wait().await;
+    assert_eq!(outcomes.len(), 40);
+    assert!(matches!(outcomes[7], Err(dts_kafka::SinkError::TooLarge { bytes: 20_002, .. })), "{:?}", outcomes[7]);
+    assert!(outcomes[13].is_err(), "{:?}", outcomes[13]);
+    let delivered: BTreeMap<String, (i32, i64)> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7 && *i != 13)
+        .map(|(i, o)| {
+            let d = o.as_ref().unwrap();
+            assert_eq!(d.partition, i as i32 % 2, "message {i}");
+            (format!("k{i}"), (d.partition, d.offset))
+        })
+        .collect();
+    assert_eq!(delivered.len(), 38);
+
+    // Each reported (partition, offset) is where the consumer finds that key.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .set("group.id", unique_topic("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut found = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while found.len() < 38 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                found.insert(key, (m.partition(), m.offset()));
+            }
+        }
+        found
+    })
+    .await
+    .unwrap();
+    assert_eq!(found, delivered);
 }

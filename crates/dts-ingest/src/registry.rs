@@ -483,21 +483,12 @@ impl Registry {
         let sink = self.sink(stream).await.map_err(DeliverError::Unavailable)?;
         let topic = &stream.spec.kafka.topic;
         let headers = sink.headers(headers);
-        let sent = async {
-            let mut acks = Vec::with_capacity(records.len());
-            for r in records {
-                let p = r.partition.unwrap_or(partition);
-                acks.push(sink.send_with_headers(topic, p, r.key, r.payload, &headers).await);
-            }
-            let mut out = Vec::with_capacity(acks.len());
-            for ack in acks {
-                out.push(match ack {
-                    Ok(ack) => ack.wait().await,
-                    Err(e) => Err(e),
-                });
-            }
-            out
-        };
+        let messages = records.iter().map(|r| dts_kafka::Message {
+            partition: r.partition.unwrap_or(partition),
+            key: r.key,
+            payload: r.payload,
+        });
+        let sent = async { sink.send_batch(topic, messages, &headers).await.wait().await };
         let results = tokio::time::timeout(self.settings.wait, sent).await.map_err(|_| DeliverError::Timeout)?;
         let (mut ok, mut failed) = (0u64, 0u64);
         for r in &results {

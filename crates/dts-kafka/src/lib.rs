@@ -6,21 +6,27 @@
 //!   topics dts creates, and the producer's bounds.
 //! - [`KafkaSink`]: `partitions(topic)` creates a missing topic and returns
 //!   its partition count (cached); `send` enqueues one message and returns
-//!   its acknowledgement.
+//!   its acknowledgement; `send_batch` enqueues many and returns one
+//!   acknowledgement with an outcome per message.
 //!
 //! The checkpointer awaits acks in source order, so a position only advances
 //! once every message before it is on the broker.
 
+mod delivery;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+pub use delivery::{Ack, AckGroup, BatchAck, Delivered, Headers, Outcome};
+use delivery::{Pending, SinkContext};
 
 /// How dts talks to Kafka.
 #[derive(Debug, Clone)]
@@ -36,6 +42,10 @@ pub struct SinkConfig {
     pub max_buffered_messages: u32,
     /// How long librdkafka retries a message before reporting it failed.
     pub message_timeout: Duration,
+    /// How long the producer waits to fill a batch (`linger.ms`): longer
+    /// batches cost the broker less per message and add this much to
+    /// every acknowledgement.
+    pub linger: Duration,
     /// The largest message the producer sends (librdkafka's
     /// `message.max.bytes`); a broker or topic may accept less.
     pub max_message_bytes: u32,
@@ -53,7 +63,7 @@ pub const ORIGIN_HEADER: &str = "dts-worker";
 /// TLS, SASL), which its request timeouts do not carry.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerContext {
-    last_error: std::sync::Arc<Mutex<Option<String>>>,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl BrokerContext {
@@ -154,6 +164,7 @@ impl SinkConfig {
             replication_factor: 1,
             max_buffered_messages: 100_000,
             message_timeout: Duration::from_secs(120),
+            linger: Duration::from_millis(5),
             max_message_bytes: 1_000_000,
             security: Security::default(),
             origin: None,
@@ -161,7 +172,7 @@ impl SinkConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
     /// The configuration cannot work; retrying will not help.
     #[error("invalid Kafka configuration: {0}")]
@@ -206,57 +217,17 @@ impl SinkError {
     }
 }
 
-/// Where an acknowledged message landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    pub partition: i32,
-    pub offset: i64,
-}
-
-/// The acknowledgement of one message.
-pub struct Ack(DeliveryFuture);
-
-impl std::fmt::Debug for Ack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ack")
-    }
-}
-
-impl Ack {
-    pub async fn wait(self) -> Result<Delivered, SinkError> {
-        match self.0.await {
-            Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
-            Ok(Err((
-                KafkaError::MessageProduction(
-                    code @ (RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge),
-                ),
-                m,
-            ))) => {
-                use rdkafka::Message;
-                let bytes = m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len);
-                Err(too_large(m.topic(), bytes, format!("the broker answered {code}")))
-            }
-            Ok(Err((e, _))) => Err(SinkError::Delivery(e.to_string())),
-            Err(_) => Err(SinkError::Delivery("the producer was closed before the message was acknowledged".into())),
-        }
-    }
-}
-
-/// Message headers built once and copied onto each message: building
-/// them per message costs an allocation per header name.
-#[derive(Clone, Default)]
-pub struct Headers(Option<rdkafka::message::OwnedHeaders>);
-
-impl std::fmt::Debug for Headers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use rdkafka::message::Headers as _;
-        f.debug_list().entries(self.0.iter().flat_map(|h| h.iter().map(|h| h.key))).finish()
-    }
+/// One message of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub partition: u32,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
 }
 
 /// A producer and an admin client on one cluster.
 pub struct KafkaSink {
-    producer: FutureProducer<BrokerContext>,
+    producer: Arc<ThreadedProducer<SinkContext>>,
     admin: AdminClient<BrokerContext>,
     context: BrokerContext,
     config: SinkConfig,
@@ -280,27 +251,33 @@ impl KafkaSink {
         let context = BrokerContext::default();
         let admin: AdminClient<BrokerContext> =
             client.create_with_context(context.clone()).map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
-        let producer: FutureProducer<BrokerContext> = client
+        let producer: ThreadedProducer<SinkContext> = client
             // Idempotence: broker-side dedup of retried batches, per-partition order kept.
             .set("enable.idempotence", "true")
             // dts creates topics itself with the configured partitions and
             // replication; a metadata request must not auto-create them.
             .set("allow.auto.create.topics", "false")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", config.linger.as_millis().to_string())
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", config.max_buffered_messages.to_string())
             .set("message.timeout.ms", config.message_timeout.as_millis().to_string())
             .set("message.max.bytes", config.max_message_bytes.to_string())
-            .create_with_context(context.clone())
+            .create_with_context(SinkContext(context.clone()))
             .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
-        let mut sink =
-            Self { producer, admin, context, config, origin: Headers(None), partitions: Mutex::new(HashMap::new()) };
+        let mut sink = Self {
+            producer: Arc::new(producer),
+            admin,
+            context,
+            config,
+            origin: Headers(None),
+            partitions: Mutex::new(HashMap::new()),
+        };
         sink.origin = sink.headers(&[]);
         Ok(sink)
     }
 
-    /// The headers of messages sent with [`Self::send_with_headers`]: the
+    /// The headers of messages sent with [`Self::send_batch`]: the
     /// `dts-worker` header (when the config names an origin), then `extra`.
     pub fn headers(&self, extra: &[(&str, &[u8])]) -> Headers {
         if self.config.origin.is_none() && extra.is_empty() {
@@ -393,45 +370,102 @@ impl KafkaSink {
         SinkError::Topic { topic: topic.to_owned(), reason, transient }
     }
 
-    /// Enqueues one message for `partition` of `topic`. When the producer's
-    /// buffer is full this waits for room: the backpressure that bounds memory.
+    /// Enqueues one message for `partition` of `topic`, with the
+    /// `dts-worker` header. When the producer's buffer is full this waits
+    /// for room: the backpressure that bounds memory.
     pub async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
-        self.send_with_headers(topic, partition, Some(key), payload, &self.origin).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let message = Message { partition, key: Some(key), payload };
+        match self.enqueue(topic, &message, &self.origin, Pending::One(tx)).await {
+            Ok(()) => Ok(Ack(rx)),
+            Err((e, _)) => Err(e),
+        }
     }
 
-    /// [`Self::send`] with an optional key and headers from [`Self::headers`].
-    pub async fn send_with_headers(
+    /// Enqueues one message whose acknowledgement joins `group` ([`Self::send`]'s
+    /// headers). A message that cannot be enqueued is an error here and
+    /// does not join.
+    pub async fn send_into(
         &self,
+        group: &AckGroup,
         topic: &str,
         partition: u32,
-        key: Option<&[u8]>,
+        key: &[u8],
         payload: &[u8],
+    ) -> Result<(), SinkError> {
+        let message = Message { partition, key: Some(key), payload };
+        match self.enqueue(topic, &message, &self.origin, group.join()).await {
+            Ok(()) => Ok(()),
+            Err((e, pending)) => {
+                // The caller has the error; the group need not carry it.
+                pending.withdraw();
+                Err(e)
+            }
+        }
+    }
+
+    /// Enqueues `messages` for `topic`, in order, and returns one
+    /// acknowledgement for all of them, whose outcomes keep that order. A
+    /// message that cannot be enqueued (too large, a partition out of
+    /// range) fails alone; the others are still sent. Waits for room when
+    /// the producer's buffer is full, as [`Self::send`] does.
+    pub async fn send_batch<'m>(
+        &self,
+        topic: &str,
+        messages: impl ExactSizeIterator<Item = Message<'m>>,
         headers: &Headers,
-    ) -> Result<Ack, SinkError> {
-        let partition = i32::try_from(partition).map_err(|_| SinkError::Config("partition out of range".into()))?;
-        let mut record = FutureRecord::to(topic).partition(partition).payload(payload);
-        if let Some(key) = key {
+    ) -> BatchAck {
+        let batch = BatchAck::new(messages.len());
+        for (index, message) in messages.enumerate() {
+            if let Err((e, pending)) = self.enqueue(topic, &message, headers, batch.member(index)).await {
+                pending.complete(Err(e));
+            }
+        }
+        batch.sealed()
+    }
+
+    /// Hands one message to librdkafka; on failure, the error and the
+    /// report that will never come.
+    async fn enqueue(
+        &self,
+        topic: &str,
+        message: &Message<'_>,
+        headers: &Headers,
+        pending: Pending,
+    ) -> Result<(), (SinkError, Pending)> {
+        let Ok(partition) = i32::try_from(message.partition) else {
+            return Err((SinkError::Config("partition out of range".into()), pending));
+        };
+        let mut record =
+            BaseRecord::with_opaque_to(topic, Box::new(pending)).partition(partition).payload(message.payload);
+        if let Some(key) = message.key {
             record = record.key(key);
         }
         if let Some(h) = &headers.0 {
             record = record.headers(h.clone());
         }
         loop {
-            match self.producer.send_result(record) {
-                Ok(ack) => return Ok(Ack(ack)),
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     // librdkafka has no "room available" notification; its own
                     // blocking send polls the same way.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), back)) => {
                     let limit = format!("the producer's message.max.bytes is {}", self.config.max_message_bytes);
-                    return Err(too_large(topic, key.map_or(0, <[u8]>::len) + payload.len(), limit));
+                    let bytes = message.key.map_or(0, <[u8]>::len) + message.payload.len();
+                    return Err((too_large(topic, bytes, limit), *back.delivery_opaque));
                 }
-                Err((e, _)) => return Err(SinkError::Delivery(e.to_string())),
+                Err((e, back)) => return Err((SinkError::Delivery(e.to_string()), *back.delivery_opaque)),
             }
         }
+    }
+
+    /// Messages handed to the producer and not yet acknowledged (or failed).
+    pub fn in_flight(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
 
     /// Drops the messages still queued or in flight; their acknowledgements

@@ -14,7 +14,8 @@ use crate::seams::Acknowledgement;
 /// What the pipeline hands the tracker, in source order.
 #[derive(Debug)]
 pub enum InFlight<A> {
-    Message(A),
+    /// The messages of one source batch.
+    Messages(A),
     Commit {
         checkpoint: Checkpoint,
         ts_ms: i64,
@@ -43,9 +44,9 @@ pub async fn track<A: Acknowledgement>(
 ) -> Result<(), RunError> {
     while let Some(item) = rx.recv().await {
         match item {
-            // Acks of one partition complete in order and we await them in
-            // send order, so when an ack resolves all earlier ones have too.
-            InFlight::Message(ack) => {
+            // Awaited in send order: once a batch's messages are all
+            // acknowledged, every earlier batch's are too.
+            InFlight::Messages(ack) => {
                 if let Err(e) = ack.wait().await {
                     stats.produce_error();
                     return Err(e.into());

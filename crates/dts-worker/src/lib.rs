@@ -56,7 +56,9 @@ pub struct WorkerConfig {
     /// Batches (of up to [`dts_source::reader::BATCH_ITEMS`] items) buffered
     /// between the binlog reader and the pipeline.
     pub channel_capacity: usize,
-    /// Messages sent but not yet acknowledged, per task.
+    /// Messages sent but not yet acknowledged, per task, counted in whole
+    /// source batches (of up to [`dts_source::reader::BATCH_ITEMS`]); the
+    /// producer's own buffer bounds them too.
     pub max_in_flight: usize,
     /// Rows per snapshot chunk (one primary-key range query each).
     pub snapshot_chunk_rows: usize,

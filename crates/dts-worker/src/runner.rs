@@ -12,7 +12,7 @@ use dts_pipeline::filter::TaskFilter;
 use dts_pipeline::limit::RowLimiter;
 use dts_pipeline::route::Router;
 use dts_pipeline::shape::Shaper;
-use dts_source::reader::{Batch, SourceItem};
+use dts_source::reader::{Batch, SourceItem, BATCH_ITEMS};
 use dts_source::{Checkpoint, SourceError};
 use dts_store::now_ms;
 use dts_store::tasks::Progress;
@@ -203,26 +203,33 @@ struct Stages<S> {
 }
 
 impl<S: Sink> Stages<S> {
-    /// Hands one batch from the source down the pipeline, in order.
-    async fn process(&mut self, batch: Batch, inflight: &mpsc::Sender<InFlight<S::Ack>>) -> Result<(), RunError> {
+    /// Hands one batch from the source down the pipeline, in order, then
+    /// the tracker its messages' acknowledgement and its last position.
+    /// Positions inside the batch are not passed on: the last one says
+    /// more, and costs the same wait.
+    async fn process(&mut self, batch: Batch, inflight: &mpsc::Sender<InFlight<S::Acks>>) -> Result<(), RunError> {
+        let mut acks = None;
+        let (mut commit, mut idle) = (None, None);
         for item in batch {
-            let next = match item {
+            match item {
                 SourceItem::Change(change) => {
-                    self.deliver(&change, inflight).await?;
-                    continue;
+                    let acks = acks.get_or_insert_with(|| self.sink.acks());
+                    self.deliver(&change, acks).await?;
                 }
                 SourceItem::Commit { checkpoint, ts_ms } => {
                     self.stats.commit_read();
-                    InFlight::Commit { checkpoint, ts_ms }
+                    commit = Some(InFlight::Commit { checkpoint, ts_ms });
                 }
-                SourceItem::Idle { at_ms } => InFlight::Idle { at_ms },
-            };
+                SourceItem::Idle { at_ms } => idle = Some(InFlight::Idle { at_ms }),
+            }
+        }
+        for next in [acks.map(InFlight::Messages), commit, idle].into_iter().flatten() {
             inflight.send(next).await.map_err(|_| RunError::Transient("the ack tracker stopped".into()))?;
         }
         Ok(())
     }
 
-    async fn deliver(&mut self, change: &Change, inflight: &mpsc::Sender<InFlight<S::Ack>>) -> Result<(), RunError> {
+    async fn deliver(&mut self, change: &Change, acks: &S::Acks) -> Result<(), RunError> {
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
@@ -250,16 +257,19 @@ impl<S: Sink> Stages<S> {
         if self.lease.expired() {
             return Err(RunError::Fenced);
         }
-        let ack = match self.sink.send(&route.topic, route.partition(partitions), &route.key, payload).await {
-            Ok(ack) => ack,
-            Err(e) => {
-                self.stats.produce_error();
-                return Err(e.into());
-            }
-        };
+        if let Err(e) = self.sink.send(acks, &route.topic, route.partition(partitions), &route.key, payload).await {
+            self.stats.produce_error();
+            return Err(e.into());
+        }
         self.stats.produced(op, payload.len());
-        inflight.send(InFlight::Message(ack)).await.map_err(|_| RunError::Transient("the ack tracker stopped".into()))
+        Ok(())
     }
+}
+
+/// The tracker's queue holds a batch's acknowledgement per entry: the
+/// message bound, in batches of up to [`BATCH_ITEMS`].
+fn in_flight_batches(max_messages: usize) -> usize {
+    max_messages.div_ceil(BATCH_ITEMS).max(1)
 }
 
 fn op_kind(change: &Change) -> OpKind {
@@ -326,7 +336,7 @@ async fn run_once<E: Endpoints, R: Reporter>(
     *resume = Some(start.clone());
     tracing::info!(task = task.id, from = %start.display(), "task running");
 
-    let (inflight_tx, inflight_rx) = mpsc::channel(cfg.max_in_flight);
+    let (inflight_tx, inflight_rx) = mpsc::channel(in_flight_batches(cfg.max_in_flight));
     let (delivered_tx, delivered_rx) = watch::channel(None::<Delivered>);
     let mut acker = tokio::spawn(track(inflight_rx, delivered_tx, stats.clone()));
     let mut tick = tokio::time::interval(cfg.checkpoint_interval);
@@ -338,7 +348,7 @@ async fn run_once<E: Endpoints, R: Reporter>(
             biased;
             _ = stop.changed() => break Ok(()),
             _ = tick.tick() => {
-                stats.buffers(cfg.max_in_flight - inflight_tx.capacity(), rx.len(), cfg.channel_capacity);
+                stats.buffers(stages.sink.in_flight(), rx.len(), cfg.channel_capacity);
                 let current = delivered_rx.borrow().clone();
                 if current != written || last_write.elapsed() >= cfg.heartbeat_interval {
                     if let Some(d) = &current {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dts_core::TaskState;
-use dts_kafka::{Ack, KafkaSink, SinkConfig, SinkError};
+use dts_kafka::{AckGroup, KafkaSink, SinkConfig, SinkError};
 use dts_metrics::TaskStats;
 use dts_pipeline::filter::TaskFilter;
 use dts_source::position::SnapshotProgress;
@@ -23,23 +23,30 @@ use crate::error::RunError;
 use crate::port::{Port, TaskAssignment};
 use crate::WorkerConfig;
 
-/// The broker's acknowledgement of one message.
-pub trait Acknowledgement: Send + 'static {
+/// The broker's acknowledgement of the messages sent into it: all of
+/// them delivered, or the first failure.
+pub trait Acknowledgement: Send + Sync + 'static {
     fn wait(self) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// Where messages go.
 pub trait Sink: Send + Sync + 'static {
-    type Ack: Acknowledgement;
+    type Acks: Acknowledgement;
     fn partitions(&self, topic: &str) -> impl Future<Output = Result<u32, SinkError>> + Send;
-    /// Enqueues a message; waits while the producer's buffer is full.
+    /// An empty acknowledgement for the messages of one source batch.
+    fn acks(&self) -> Self::Acks;
+    /// Enqueues a message whose acknowledgement joins `acks`; waits while
+    /// the producer's buffer is full.
     fn send(
         &self,
+        acks: &Self::Acks,
         topic: &str,
         partition: u32,
         key: &[u8],
         payload: &[u8],
-    ) -> impl Future<Output = Result<Self::Ack, SinkError>> + Send;
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Messages enqueued and not yet acknowledged.
+    fn in_flight(&self) -> usize;
     /// Drops every message not yet sent: a runner that lost its task must
     /// not deliver it late, after another worker took over.
     fn purge(&self);
@@ -128,19 +135,32 @@ impl Reporter for Port {
     }
 }
 
-impl Acknowledgement for Ack {
+impl Acknowledgement for AckGroup {
     async fn wait(self) -> Result<(), SinkError> {
-        Ack::wait(self).await.map(|_| ())
+        AckGroup::wait(self).await
     }
 }
 
 impl Sink for KafkaSink {
-    type Ack = Ack;
+    type Acks = AckGroup;
     async fn partitions(&self, topic: &str) -> Result<u32, SinkError> {
         KafkaSink::partitions(self, topic).await
     }
-    async fn send(&self, topic: &str, partition: u32, key: &[u8], payload: &[u8]) -> Result<Ack, SinkError> {
-        KafkaSink::send(self, topic, partition, key, payload).await
+    fn acks(&self) -> AckGroup {
+        AckGroup::new()
+    }
+    async fn send(
+        &self,
+        acks: &AckGroup,
+        topic: &str,
+        partition: u32,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<(), SinkError> {
+        KafkaSink::send_into(self, acks, topic, partition, key, payload).await
+    }
+    fn in_flight(&self) -> usize {
+        KafkaSink::in_flight(self)
     }
     fn purge(&self) {
         KafkaSink::purge(self);
