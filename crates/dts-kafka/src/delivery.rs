@@ -131,8 +131,9 @@ impl Drop for Member {
 }
 
 /// The acknowledgement of messages that join it one by one, when only
-/// "all delivered, or the first failure" matters: what a pipeline that
-/// checkpoints per transaction waits for. No per-message result is kept.
+/// "all delivered, or the first failure" matters: what the CDC pipeline
+/// waits for before it checkpoints a source batch. No per-message result
+/// is kept.
 pub struct AckGroup(Arc<GroupState>);
 
 struct GroupState {
@@ -171,11 +172,6 @@ impl AckGroup {
     pub(crate) fn join(&self) -> Pending {
         self.0.remaining.fetch_add(1, Ordering::AcqRel);
         Pending::Joined(Joined { group: Arc::clone(&self.0), reported: false })
-    }
-
-    /// A failure known before any report: the group fails with it.
-    pub fn fail(&self, error: SinkError) {
-        let _ = self.0.failure.set(error);
     }
 
     /// Waits until every message that joined is acknowledged; the first
@@ -224,8 +220,8 @@ impl Pending {
         }
     }
 
-    /// Completes with an outcome known before any report (the message was
-    /// never enqueued).
+    /// Completes with the message's outcome: its delivery report's, or an
+    /// error known before it could be enqueued.
     pub(crate) fn complete(self, outcome: Outcome) {
         match self {
             Self::One(tx) => {

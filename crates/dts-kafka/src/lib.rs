@@ -7,7 +7,8 @@
 //! - [`KafkaSink`]: `partitions(topic)` creates a missing topic and returns
 //!   its partition count (cached); `send` enqueues one message and returns
 //!   its acknowledgement; `send_batch` enqueues many and returns one
-//!   acknowledgement with an outcome per message.
+//!   acknowledgement with an outcome per message; `send_into` adds a
+//!   message to an [`AckGroup`] that succeeds or fails as a whole.
 //!
 //! The checkpointer awaits acks in source order, so a position only advances
 //! once every message before it is on the broker.
