@@ -11,8 +11,8 @@ use dts_pipeline::murmur2::partition_for;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// Every message of `topic` (partitions 0..n) as key -> (partition, payload).
-fn read_all(addr: &str, topic: &str, partitions: u32, expect: usize) -> BTreeMap<String, (i32, String)> {
+/// A consumer of `topic`'s partitions 0..n from their beginning.
+fn reader(addr: &str, topic: &str, partitions: u32) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", unique_topic("reader"))
@@ -24,6 +24,12 @@ fn read_all(addr: &str, topic: &str, partitions: u32, expect: usize) -> BTreeMap
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Every message of `topic` (partitions 0..n) as key -> (partition, payload).
+fn read_all(addr: &str, topic: &str, partitions: u32, expect: usize) -> BTreeMap<String, (i32, String)> {
+    let consumer = reader(addr, topic, partitions);
     let mut out = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while out.len() < expect && Instant::now() < deadline {
@@ -88,15 +94,22 @@ async fn an_unreachable_broker_is_a_transient_delivery_error() {
     assert!(err.is_transient(), "{err}");
 }
 
+/// A sink whose producer refuses messages over 10,000 bytes, and a new
+/// topic of `partitions` created through it.
+async fn small_message_sink(addr: &str, prefix: &str, partitions: i32) -> (KafkaSink, String) {
+    let mut config = SinkConfig::new(addr);
+    config.topic_partitions = partitions;
+    config.max_message_bytes = 10_000;
+    let sink = KafkaSink::connect(config).unwrap();
+    let topic = unique_topic(prefix);
+    assert_eq!(sink.partitions(&topic).await.unwrap(), partitions as u32);
+    (sink, topic)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_completes_once_every_message_is_on_the_broker() {
     let Some(addr) = kafka_addr() else { return };
-    let mut config = SinkConfig::new(addr.clone());
-    config.topic_partitions = 3;
-    config.max_message_bytes = 10_000;
-    let sink = KafkaSink::connect(config).unwrap();
-    let topic = unique_topic("dts_group");
-    assert_eq!(sink.partitions(&topic).await.unwrap(), 3);
+    let (sink, topic) = small_message_sink(&addr, "dts_group", 3).await;
     let group = dts_kafka::AckGroup::new();
     for i in 0..500 {
         let key = format!("k{i}");
@@ -121,12 +134,7 @@ async fn a_group_completes_once_every_message_is_on_the_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_reports_each_message_in_order_and_fails_only_the_one_that_cannot_go() {
     let Some(addr) = kafka_addr() else { return };
-    let mut config = SinkConfig::new(addr.clone());
-    config.topic_partitions = 2;
-    config.max_message_bytes = 10_000;
-    let sink = KafkaSink::connect(config).unwrap();
-    let topic = unique_topic("dts_batch");
-    assert_eq!(sink.partitions(&topic).await.unwrap(), 2);
+    let (sink, topic) = small_message_sink(&addr, "dts_batch", 2).await;
 
     let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
     let big = vec![b'x'; 20_000];
@@ -155,17 +163,7 @@ async fn a_batch_reports_each_message_in_order_and_fails_only_the_one_that_canno
     assert_eq!(delivered.len(), 38);
 
     // Each reported (partition, offset) is where the consumer finds that key.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &addr)
-        .set("group.id", unique_topic("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = reader(&addr, &topic, 2);
     let found = tokio::task::spawn_blocking(move || {
         let mut found = BTreeMap::new();
         let deadline = Instant::now() + Duration::from_secs(30);
