@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use tokio::sync::{oneshot, Notify};
 
@@ -47,21 +47,46 @@ impl Ack {
     }
 }
 
-/// The results of a batch, filled by delivery reports in any order.
-struct Slots {
-    results: Box<[OnceLock<Outcome>]>,
-    /// Reports still to come, plus one held by the sender until every
-    /// message is enqueued, so the batch cannot look finished early.
+/// Reports still to come, plus one held by the sender until every message
+/// is enqueued, so a batch or group cannot look finished early.
+struct Countdown {
     remaining: AtomicUsize,
     done: Notify,
 }
 
-impl Slots {
+impl Countdown {
+    fn new(reports: usize) -> Self {
+        Self { remaining: AtomicUsize::new(reports + 1), done: Notify::new() }
+    }
+
+    fn add_one(&self) {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn finish_one(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.done.notify_one();
         }
     }
+
+    fn pending(&self) -> usize {
+        self.remaining.load(Ordering::Relaxed)
+    }
+
+    /// Returns once the count reaches zero.
+    async fn finished(&self) {
+        // `notify_one` keeps a permit when nobody waits yet, so a report
+        // landing between the check and the await is not missed.
+        while self.remaining.load(Ordering::Acquire) != 0 {
+            self.done.notified().await;
+        }
+    }
+}
+
+/// The results of a batch, filled by delivery reports in any order.
+struct Slots {
+    results: Box<[OnceLock<Outcome>]>,
+    count: Countdown,
 }
 
 /// The acknowledgement of a batch of messages: one outcome per message,
@@ -78,8 +103,7 @@ impl BatchAck {
     pub(crate) fn new(messages: usize) -> Self {
         Self(Arc::new(Slots {
             results: (0..messages).map(|_| OnceLock::new()).collect(),
-            remaining: AtomicUsize::new(messages + 1),
-            done: Notify::new(),
+            count: Countdown::new(messages),
         }))
     }
 
@@ -91,17 +115,13 @@ impl BatchAck {
     /// Every message is enqueued (or failed to be): the batch finishes
     /// when the reports already pending arrive.
     pub(crate) fn sealed(self) -> Self {
-        self.0.finish_one();
+        self.0.count.finish_one();
         self
     }
 
     /// Waits for every message's report.
     pub async fn wait(self) -> Vec<Outcome> {
-        // `notify_one` keeps a permit when nobody waits yet, so a report
-        // landing between the check and the await is not missed.
-        while self.0.remaining.load(Ordering::Acquire) != 0 {
-            self.0.done.notified().await;
-        }
+        self.0.count.finished().await;
         self.0.results.iter().map(|r| r.get().cloned().unwrap_or_else(|| Err(closed()))).collect()
     }
 }
@@ -126,7 +146,7 @@ impl Drop for Member {
         if self.slots.results.get(self.index).is_some_and(|s| s.get().is_none()) {
             self.fill(Err(closed()));
         }
-        self.slots.finish_one();
+        self.slots.count.finish_one();
     }
 }
 
@@ -137,23 +157,13 @@ impl Drop for Member {
 pub struct AckGroup(Arc<GroupState>);
 
 struct GroupState {
-    /// Reports still to come, plus one until the group is sealed.
-    remaining: AtomicUsize,
+    count: Countdown,
     failure: OnceLock<SinkError>,
-    done: Notify,
-}
-
-impl GroupState {
-    fn finish_one(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.done.notify_one();
-        }
-    }
 }
 
 impl std::fmt::Debug for AckGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AckGroup").field("pending", &self.0.remaining.load(Ordering::Relaxed)).finish()
+        f.debug_struct("AckGroup").field("pending", &self.0.count.pending()).finish()
     }
 }
 
@@ -165,22 +175,20 @@ impl Default for AckGroup {
 
 impl AckGroup {
     pub fn new() -> Self {
-        Self(Arc::new(GroupState { remaining: AtomicUsize::new(1), failure: OnceLock::new(), done: Notify::new() }))
+        Self(Arc::new(GroupState { count: Countdown::new(0), failure: OnceLock::new() }))
     }
 
     /// The pending report of one more message.
     pub(crate) fn join(&self) -> Pending {
-        self.0.remaining.fetch_add(1, Ordering::AcqRel);
+        self.0.count.add_one();
         Pending::Joined(Joined { group: Arc::clone(&self.0), reported: false })
     }
 
     /// Waits until every message that joined is acknowledged; the first
     /// failure reported, if any.
     pub async fn wait(self) -> Result<(), SinkError> {
-        self.0.finish_one();
-        while self.0.remaining.load(Ordering::Acquire) != 0 {
-            self.0.done.notified().await;
-        }
+        self.0.count.finish_one();
+        self.0.count.finished().await;
         match self.0.failure.get() {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -200,7 +208,7 @@ impl Drop for Joined {
         if !self.reported {
             let _ = self.group.failure.set(closed());
         }
-        self.group.finish_one();
+        self.group.count.finish_one();
     }
 }
 
@@ -267,18 +275,6 @@ impl ProducerContext for SinkContext {
             Err((e, _)) => Err(SinkError::Delivery(e.to_string())),
         };
         pending.complete(outcome);
-    }
-}
-
-/// Message headers built once and copied onto each message: building
-/// them per message costs an allocation per header name.
-#[derive(Clone, Default)]
-pub struct Headers(pub(crate) Option<OwnedHeaders>);
-
-impl std::fmt::Debug for Headers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use rdkafka::message::Headers as _;
-        f.debug_list().entries(self.0.iter().flat_map(|h| h.iter().map(|h| h.key))).finish()
     }
 }
 

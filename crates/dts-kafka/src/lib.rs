@@ -26,7 +26,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-pub use delivery::{Ack, AckGroup, BatchAck, Delivered, Headers, Outcome};
+pub use delivery::{Ack, AckGroup, BatchAck, Delivered, Outcome};
 use delivery::{Pending, SinkContext};
 
 /// How dts talks to Kafka.
@@ -215,6 +215,18 @@ impl SinkError {
             Self::Delivery(_) => true,
             Self::TooLarge { .. } => false,
         }
+    }
+}
+
+/// Message headers built once and copied onto each message: building
+/// them per message costs an allocation per header name.
+#[derive(Clone, Default)]
+pub struct Headers(Option<rdkafka::message::OwnedHeaders>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use rdkafka::message::Headers as _;
+        f.debug_list().entries(self.0.iter().flat_map(|h| h.iter().map(|h| h.key))).finish()
     }
 }
 
