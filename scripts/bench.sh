@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks dts against real servers, from a fresh machine.
 #
-#   scripts/bench.sh [--scenarios cdc,snapshot] [--rows N] [--runs N] [--clients N] [--out DIR]
+#   scripts/bench.sh [--scenarios cdc,snapshot] [--rows N] [--runs N] [--clients N] [--snapshot-readers N] [--snapshot-chunk-rows N] [--out DIR]
 #
 # Starts a private MariaDB and a Kafka-protocol broker (scripts/services.sh),
 # installs the Python baseline (python-mysql-replication + confluent-kafka,

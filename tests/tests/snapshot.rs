@@ -203,11 +203,13 @@ fn replay(messages: &[Consumed], table: &str) -> BTreeMap<String, Value> {
 }
 
 /// A rig writing one-partition topics (so they keep binlog order), copying
-/// in `chunk_rows`-row chunks, with the `race`, `race2` and `fence` tables.
-async fn race_rig(chunk_rows: usize) -> Option<Rig> {
+/// in `chunk_rows`-row chunks with `readers` chunk readers, with the `race`,
+/// `race2` and `fence` tables.
+async fn race_rig(chunk_rows: usize, readers: usize) -> Option<Rig> {
     let src = dts_e2e::SourceDb::create().await?;
     let rig = Rig::start_tuned(src, |cfg| {
         cfg.snapshot_chunk_rows = chunk_rows;
+        cfg.snapshot_readers = readers;
         cfg.topic_partitions = 1;
     })
     .await?;
@@ -259,8 +261,9 @@ async fn hammer(pool: mysql_async::Pool, stop: tokio::sync::watch::Receiver<bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_copy_racing_writes_at_every_chunk_boundary_ends_equal_to_the_table_copying_each_key_once() {
-    // 40-row chunks: the copy of 2,000 rows crosses 50 boundaries.
-    let Some(rig) = race_rig(40).await else { return };
+    // 40-row chunks: the copy of 2,000 rows crosses 50 boundaries, read
+    // by three readers whose chunks finish out of order.
+    let Some(rig) = race_rig(40, 3).await else { return };
     let db = rig.src.db.clone();
     rig.src
         .exec(&[
@@ -411,7 +414,7 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_on_demand_snapshot_recopies_a_slice_of_a_table_during_heavy_writes() {
-    let Some(rig) = race_rig(100).await else { return };
+    let Some(rig) = race_rig(100, 1).await else { return };
     let db = rig.src.db.clone();
     rig.src.exec(&["INSERT INTO race SELECT seq, seq FROM seq_1_to_2400"]).await;
     let topic = unique_topic("snapdemand");

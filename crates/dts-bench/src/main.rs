@@ -9,7 +9,9 @@
 //!   reaches the last write). Measuring on a backlog shows the pipeline's
 //!   own speed: a live run is capped by how fast the source ingests.
 //! - `snapshot`: rows/s copying an N-row table (`incr: false`), from the
-//!   task entering `Snapshotting` to it entering `Running`.
+//!   task entering `Snapshotting` to it entering `Running`, the lag of rows
+//!   written meanwhile, and the peak RSS of this process (worker included)
+//!   during the copy.
 //! - `lag`: a steady write rate (5k and 20k rows/s); each row carries the
 //!   time it was written, and lag is its message's producer timestamp
 //!   minus that (p50, p99, max). Kafka's acknowledgement adds the
@@ -104,6 +106,9 @@ struct Args {
     runs: usize,
     /// Concurrent clients of the ingest scenario.
     clients: usize,
+    /// The worker's copy settings: chunk readers per task, rows per chunk.
+    snapshot_readers: usize,
+    snapshot_chunk_rows: usize,
     out: PathBuf,
 }
 
@@ -113,6 +118,8 @@ fn args() -> std::result::Result<Args, String> {
         rows: 1_000_000,
         runs: 3,
         clients: ingest::CLIENTS,
+        snapshot_readers: WorkerConfig::new("defaults").snapshot_readers,
+        snapshot_chunk_rows: WorkerConfig::new("defaults").snapshot_chunk_rows,
         out: "bench-results".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -129,9 +136,23 @@ fn args() -> std::result::Result<Args, String> {
             "--runs" => {
                 a.runs = value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--runs: not a count: {value}"))?
             }
+            "--snapshot-readers" => {
+                a.snapshot_readers = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--snapshot-readers: not a count: {value}"))?
+            }
+            "--snapshot-chunk-rows" => {
+                a.snapshot_chunk_rows = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--snapshot-chunk-rows: not a count: {value}"))?
+            }
             other => {
                 return Err(format!(
-                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --clients N --out DIR)"
+                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --clients N --snapshot-readers N --snapshot-chunk-rows N --out DIR)"
                 ))
             }
         }
@@ -148,7 +169,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(kafka: String) -> std::result::Result<Self, String> {
+    async fn start(kafka: String, args: &Args) -> std::result::Result<Self, String> {
         let url = std::env::var("DTS_TEST_MYSQL_URL").map_err(|_| "DTS_TEST_MYSQL_URL is not set".to_owned())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let key = SecretCipher::from_base64(&SecretCipher::generate_key_base64()).map_err(|e| e.to_string())?;
@@ -158,6 +179,8 @@ impl Bench {
         let mut cfg = WorkerConfig::new("bench");
         cfg.poll_interval = Duration::from_millis(50);
         cfg.checkpoint_interval = Duration::from_millis(50);
+        cfg.snapshot_readers = args.snapshot_readers;
+        cfg.snapshot_chunk_rows = args.snapshot_chunk_rows;
         tokio::spawn(Worker::new(store.clone(), cfg).run(tokio::sync::watch::channel(false).1));
         Ok(Self { store, src: SourceDb::create_on(&url).await, kafka, _dir: dir })
     }
@@ -376,6 +399,8 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
         .await;
     let topic = dts_e2e::unique_topic("snap");
     let spec = bench.spec("/^snap(lag)?$/", &topic, "primary_key", false);
+    // The worker runs in this process: its peak from here on is the copy's.
+    reset_peak_rss();
     let id = bench.submit(&spec).await;
     let started = bench.wait(id, "Snapshotting", |t| t.state == TaskState::Snapshotting).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -395,6 +420,7 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
         next - 1
     });
     let done = bench.wait(id, "Running", |t| t.state == TaskState::Running).await;
+    let peak = peak_rss_mib();
     let _ = stop.send(true);
     bench.stop(id).await;
     let written = writer.await.unwrap_or(0);
@@ -413,11 +439,14 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
     let at = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
     Result {
         scenario: "snapshot".into(),
-        variant: format!("{rows}-row table, small rows; lag of 1,000 rows/s written meanwhile"),
+        variant: format!(
+            "{rows}-row table, small rows; lag of 1,000 rows/s written meanwhile; RSS of the bench process"
+        ),
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
         lag_ms: Some(LagStats { p50: at(0.5), p99: at(0.99), max: lags.last().copied().unwrap_or(f64::NAN) }),
+        peak_rss_mib: Some(peak),
         ..Default::default()
     }
 }
@@ -774,7 +803,7 @@ async fn main() -> std::process::ExitCode {
     let bench = if args.scenarios.iter().all(|s| s == "ingest") {
         None
     } else {
-        match Bench::start(kafka.clone()).await {
+        match Bench::start(kafka.clone(), &args).await {
             Ok(b) => Some(b),
             Err(e) => {
                 eprintln!("dts-bench: {e} (run through scripts/bench.sh, which starts the servers)");

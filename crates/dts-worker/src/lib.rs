@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub max_in_flight: usize,
     /// Rows per snapshot chunk (one primary-key range query each).
     pub snapshot_chunk_rows: usize,
+    /// Connections per task reading chunks ahead of the stream.
+    pub snapshot_readers: usize,
     /// Partitions and replication factor of topics dts creates.
     pub topic_partitions: i32,
     pub replication_factor: i32,
@@ -86,7 +88,8 @@ impl WorkerConfig {
             server_id_base: 1_000_000_000,
             channel_capacity: 4096 / dts_source::reader::BATCH_ITEMS,
             max_in_flight: 100_000,
-            snapshot_chunk_rows: 10_000,
+            snapshot_chunk_rows: 5_000,
+            snapshot_readers: 1,
             topic_partitions: 3,
             replication_factor: 1,
             source_idle_timeout: Duration::from_secs(30),

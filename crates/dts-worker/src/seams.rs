@@ -307,13 +307,13 @@ impl Endpoints for Live {
         // An on-demand snapshot asked (or cancelled) since the last run.
         snapshot::take_request(&mut conn, &mut start, task.snapshot_request.as_ref()).await?;
         drop(conn);
-        let chunk_rows = cfg.snapshot_chunk_rows;
+        let (chunk_rows, readers) = (cfg.snapshot_chunk_rows, cfg.snapshot_readers);
         let from = start.clone();
         let reader = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let copier = match from.snapshot.clone() {
-                Some(progress) => {
-                    Some(snapshot::Copier::connect(&source, &info, selection.clone(), chunk_rows, progress).await?)
-                }
+                Some(progress) => Some(
+                    snapshot::Copier::connect(&source, &info, selection.clone(), chunk_rows, readers, progress).await?,
+                ),
                 None => None,
             };
             let stream = BinlogStream::open(&source, &info, &from, selection, tx).await?;

@@ -45,9 +45,12 @@ pub struct ServeArgs {
     /// Replica server id of task N is this plus N; keep it clear of your real replicas' ids [default: 1000000000]
     #[arg(long, env = "DTS_SERVER_ID_BASE")]
     pub server_id_base: Option<u32>,
-    /// Rows per snapshot chunk of `incr: false` tasks [default: 10000]
+    /// Rows per snapshot chunk of `incr: false` tasks [default: 5000]
     #[arg(long, env = "DTS_SNAPSHOT_CHUNK_ROWS")]
     pub snapshot_chunk_rows: Option<usize>,
+    /// Connections per task reading snapshot chunks ahead of the stream [default: 1]
+    #[arg(long, env = "DTS_SNAPSHOT_READERS")]
+    pub snapshot_readers: Option<usize>,
     /// Shared secret between control planes and workers (required by `control` and `worker`)
     #[arg(long, env = "DTS_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
@@ -124,6 +127,7 @@ pub struct FileConfig {
     pub topic_replication_factor: Option<i32>,
     pub server_id_base: Option<u32>,
     pub snapshot_chunk_rows: Option<usize>,
+    pub snapshot_readers: Option<usize>,
     pub cluster_token: Option<Secret>,
     pub lease_ms: Option<i64>,
     pub control: Option<Vec<String>>,
@@ -178,6 +182,7 @@ pub struct WorkerSettings {
     pub topic_replication_factor: i32,
     pub server_id_base: u32,
     pub snapshot_chunk_rows: usize,
+    pub snapshot_readers: usize,
 }
 
 /// Every setting resolved.
@@ -230,11 +235,18 @@ impl Settings {
             topic_partitions: args.topic_partitions.or(file.topic_partitions).unwrap_or(3),
             topic_replication_factor: args.topic_replication_factor.or(file.topic_replication_factor).unwrap_or(1),
             server_id_base: args.server_id_base.or(file.server_id_base).unwrap_or(1_000_000_000),
-            snapshot_chunk_rows: args.snapshot_chunk_rows.or(file.snapshot_chunk_rows).unwrap_or(10_000),
+            snapshot_chunk_rows: args.snapshot_chunk_rows.or(file.snapshot_chunk_rows).unwrap_or(5_000),
+            snapshot_readers: args.snapshot_readers.or(file.snapshot_readers).unwrap_or(1),
         };
-        if worker.topic_partitions < 1 || worker.topic_replication_factor < 1 || worker.snapshot_chunk_rows < 1 {
+        if worker.topic_partitions < 1
+            || worker.topic_replication_factor < 1
+            || worker.snapshot_chunk_rows < 1
+            || !(1..=64).contains(&worker.snapshot_readers)
+        {
             return Err(ConfigError::Invalid(
-                "topic_partitions, topic_replication_factor and snapshot_chunk_rows must be at least 1".into(),
+                "topic_partitions, topic_replication_factor and snapshot_chunk_rows must be at least 1, \
+                 snapshot_readers from 1 to 64"
+                    .into(),
             ));
         }
         let lease_ms = args.lease_ms.or(file.lease_ms).unwrap_or(5_000);

@@ -307,6 +307,7 @@ fn worker_config(worker_id: String, settings: &Settings, metrics: Arc<Metrics>) 
     cfg.replication_factor = settings.worker.topic_replication_factor;
     cfg.server_id_base = settings.worker.server_id_base;
     cfg.snapshot_chunk_rows = settings.worker.snapshot_chunk_rows;
+    cfg.snapshot_readers = settings.worker.snapshot_readers;
     cfg
 }
 
