@@ -49,6 +49,24 @@ pub struct TaskFigures {
     pub snapshot_tables_done: u64,
     pub snapshot_tables_total: u64,
     pub snapshot_rows: u64,
+    /// Each table of the copy under way; empty once it ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_table_figures: Vec<TableCopyFigures>,
+}
+
+/// One table of a task's copy of existing rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableCopyFigures {
+    /// `db.table`
+    pub table: String,
+    /// Rows delivered so far.
+    pub rows: u64,
+    pub chunks: u64,
+    /// The catalogue's estimate when the copy was planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<u64>,
+    pub done: bool,
 }
 
 /// The answer: the worker's tasks, valid for `lease_ms` from when it asked.

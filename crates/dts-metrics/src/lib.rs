@@ -23,7 +23,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::registry::Registry;
 
-pub use task::{OpKind, TaskStats, TaskTable};
+pub use task::{OpKind, TableCopyFigures, TaskStats, TaskTable};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-pub use dts_core::wire::TaskFigures;
+pub use dts_core::wire::{TableCopyFigures, TaskFigures};
 
 /// What a change did, as the `op` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub struct TaskStats {
     snapshot_tables_done: AtomicU64,
     snapshot_tables_total: AtomicU64,
     snapshot_rows: AtomicU64,
+    /// Each table of the copy under way.
+    snapshot_table_figures: Mutex<Vec<TableCopyFigures>>,
     /// Index into [`STATES`], plus one; zero before the first report.
     state: AtomicU8,
     /// On a control plane: when a worker last reported these figures (ms).
@@ -144,6 +146,18 @@ impl TaskStats {
         self.snapshot_rows.store(rows, Relaxed);
     }
 
+    /// Updates the copy's per-table figures in place (`update` gets them
+    /// to change as it needs); an empty list when no copy is under way.
+    pub fn snapshot_tables(&self, update: impl FnOnce(&mut Vec<TableCopyFigures>)) {
+        if let Ok(mut tables) = self.snapshot_table_figures.lock() {
+            update(&mut tables);
+        }
+    }
+
+    pub fn snapshot_table_figures(&self) -> Vec<TableCopyFigures> {
+        self.snapshot_table_figures.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
     /// The state the runner last reported (one of [`STATES`]).
     pub fn set_state(&self, state: &str) {
         if let Some(i) = STATES.iter().position(|s| *s == state) {
@@ -187,6 +201,7 @@ impl TaskStats {
             snapshot_tables_done: self.snapshot_tables_done.load(Relaxed),
             snapshot_tables_total: self.snapshot_tables_total.load(Relaxed),
             snapshot_rows: self.snapshot_rows.load(Relaxed),
+            snapshot_table_figures: self.snapshot_table_figures(),
         }
     }
 
@@ -211,6 +226,7 @@ impl TaskStats {
         self.snapshot_tables_done.store(f.snapshot_tables_done, Relaxed);
         self.snapshot_tables_total.store(f.snapshot_tables_total, Relaxed);
         self.snapshot_rows.store(f.snapshot_rows, Relaxed);
+        self.snapshot_tables(|tables| tables.clone_from(&f.snapshot_table_figures));
         self.set_state(&f.state);
         self.absorbed_ms.store(now_ms(), Relaxed);
     }
@@ -306,6 +322,7 @@ type Family<F> = (&'static str, &'static str, F);
 type ReadOps = fn(&TaskStats) -> &PerOp;
 type ReadF64 = fn(&TaskStats) -> f64;
 type ReadI64 = fn(&TaskStats) -> i64;
+type ReadTable = fn(&TableCopyFigures) -> Option<i64>;
 
 fn id_label(id: i64) -> [(&'static str, String); 1] {
     [("task_id", id.to_string())]
@@ -405,6 +422,34 @@ impl Collector for TaskCollector {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (id, t) in &tasks {
                 ConstGauge::new(value(t)).encode(family.encode_family(&id_label(*id))?)?;
+            }
+        }
+
+        let per_table: [Family<ReadTable>; 4] = [
+            ("dts_task_snapshot_table_rows", "Rows of the table the copy under way has delivered", |t| {
+                Some(t.rows as i64)
+            }),
+            (
+                "dts_task_snapshot_table_estimated_rows",
+                "The catalogue's row estimate for the table when its copy was planned (approximate)",
+                |t| t.estimated_rows.map(|n| n as i64),
+            ),
+            ("dts_task_snapshot_table_chunks", "Chunks of the table the copy under way has delivered", |t| {
+                Some(t.chunks as i64)
+            }),
+            ("dts_task_snapshot_table_done", "1 once the table is copied completely", |t| Some(i64::from(t.done))),
+        ];
+        let tables: Vec<(i64, Vec<TableCopyFigures>)> =
+            tasks.iter().map(|(id, t)| (*id, t.snapshot_table_figures())).filter(|(_, t)| !t.is_empty()).collect();
+        for (name, help, value) in per_table {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (id, figures) in &tables {
+                for t in figures {
+                    if let Some(v) = value(t) {
+                        let labels = [("task_id", id.to_string()), ("table", t.table.clone())];
+                        ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+                    }
+                }
             }
         }
 

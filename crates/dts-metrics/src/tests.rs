@@ -38,6 +38,41 @@ fn task_figures_render_with_their_labels() {
 }
 
 #[test]
+fn a_copy_under_way_has_series_per_table_that_travel_with_heartbeats() {
+    let worker = TaskStats::default();
+    worker.snapshot_tables(|t| {
+        t.push(TableCopyFigures {
+            table: "shop.orders".into(),
+            rows: 5_000,
+            chunks: 1,
+            estimated_rows: Some(20_000),
+            done: false,
+        });
+        t.push(TableCopyFigures { table: "shop.users".into(), rows: 12, chunks: 1, estimated_rows: None, done: true });
+    });
+    // A control plane shows what its workers report.
+    let metrics = Metrics::new(NodeKind::WithStore);
+    metrics.tasks.task(9).absorb(&worker.export(9));
+    let text = metrics.render(None);
+    assert!(text.contains("# TYPE dts_task_snapshot_table_rows gauge"), "{text}");
+    assert!(text.contains("dts_task_snapshot_table_rows{task_id=\"9\",table=\"shop.orders\"} 5000"), "{text}");
+    assert!(
+        text.contains("dts_task_snapshot_table_estimated_rows{task_id=\"9\",table=\"shop.orders\"} 20000"),
+        "{text}"
+    );
+    assert!(text.contains("dts_task_snapshot_table_chunks{task_id=\"9\",table=\"shop.users\"} 1"), "{text}");
+    assert!(text.contains("dts_task_snapshot_table_done{task_id=\"9\",table=\"shop.users\"} 1"), "{text}");
+    assert!(text.contains("dts_task_snapshot_table_done{task_id=\"9\",table=\"shop.orders\"} 0"), "{text}");
+    // No estimate, no series: not a made-up zero.
+    assert!(!text.contains("dts_task_snapshot_table_estimated_rows{task_id=\"9\",table=\"shop.users\"}"), "{text}");
+
+    // Once the copy ended its tables leave.
+    worker.snapshot_tables(Vec::clear);
+    metrics.tasks.task(9).absorb(&worker.export(9));
+    assert!(!metrics.render(None).contains("dts_task_snapshot_table_rows{"));
+}
+
+#[test]
 fn lag_counts_from_the_later_of_delivery_and_idle_heartbeat() {
     let t = TaskStats::default();
     assert_eq!(t.lag_seconds(10_000), None);
