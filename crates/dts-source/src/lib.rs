@@ -7,8 +7,9 @@
 //!   format, FULL row image, privileges), failing with a clear reason.
 //! - [`reader`]: the binlog stream loop: GTIDs, table maps, rows, DDL,
 //!   commits; sends [`SourceItem`]s into a bounded channel (backpressure).
-//! - [`snapshot`]: the copy of existing rows for `incr: false` tasks, in a
-//!   consistent snapshot, chunked by primary key, resumable.
+//! - [`snapshot`]: the copy of existing rows for `incr: false` tasks, in key
+//!   ranges each read in a short snapshot of its own by chunk readers ahead
+//!   of the stream, sent at the snapshot's place in it; resumable.
 //! - [`pushdown`]: row filters as SQL `WHERE` clauses for the snapshot.
 //! - [`schema`]: table shapes, from the binlog's own metadata first, then
 //!   dts's [`history`] (kept in the checkpoint), then `information_schema`.

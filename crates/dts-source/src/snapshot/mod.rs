@@ -259,8 +259,9 @@ struct TablePlan {
 
 /// What planning found next.
 enum Next {
-    /// A chunk to read, with its range's last key (`None`: open-ended).
-    Job(Job, Option<Vec<My>>),
+    /// A chunk of table `.1` to read, with its range's last key (`None`:
+    /// open-ended).
+    Job(Job, usize, Option<Vec<My>>),
     /// Nothing to plan before the chunks out are sent.
     Wait,
     /// A table without a usable key, to scan once the pipeline is empty.
@@ -328,11 +329,11 @@ impl Copier {
     pub async fn next_chunk(&mut self, stream: &mut BinlogStream) -> Result<Flow, SourceError> {
         while self.pending.len() < self.capacity {
             match self.plan_next(stream).await? {
-                Next::Job(job, hi) => {
+                Next::Job(job, table, hi) => {
                     if !self.fenced && !self.fence(stream).await? {
                         return Ok(Flow::Closed);
                     }
-                    self.hand_out(job, hi)?;
+                    self.hand_out(job, table, hi)?;
                 }
                 Next::Wait => break,
                 _ if !self.pending.is_empty() => break,
@@ -368,10 +369,10 @@ impl Copier {
         })
     }
 
-    fn hand_out(&mut self, job: Job, hi: Option<Vec<My>>) -> Result<(), SourceError> {
+    fn hand_out(&mut self, job: Job, table: usize, hi: Option<Vec<My>>) -> Result<(), SourceError> {
         self.pending.push_back(Pending {
             seq: job.seq,
-            table: self.cursor.as_ref().map_or(0, |c| c.table),
+            table,
             info: job.info.clone(),
             hi,
             limit: job.limit,
@@ -459,7 +460,7 @@ impl Copier {
             c.waiting = hi.is_none();
             c.after.clone_from(&hi);
         }
-        Ok(Next::Job(job, hi))
+        Ok(Next::Job(job, i, hi))
     }
 
     /// A table's key, shape and filters, as its chunks are read; `None`

@@ -83,8 +83,8 @@ impl Readers {
 
     /// Abandons every job handed out so far: readers skip those not yet
     /// started, and their reports are to be ignored.
-    pub fn abandon(&self) -> u64 {
-        self.generation.fetch_add(1, AtomicOrdering::AcqRel) + 1
+    pub fn abandon(&self) {
+        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
     }
 
     pub fn send(&self, job: Job) -> Result<(), SourceError> {
