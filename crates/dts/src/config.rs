@@ -231,12 +231,17 @@ impl Settings {
             .http_workers
             .or(file.http_workers)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
+        // The worker's defaults are declared once, in dts-worker.
+        let d = dts_worker::WorkerConfig::new("defaults");
         let worker = WorkerSettings {
-            topic_partitions: args.topic_partitions.or(file.topic_partitions).unwrap_or(3),
-            topic_replication_factor: args.topic_replication_factor.or(file.topic_replication_factor).unwrap_or(1),
-            server_id_base: args.server_id_base.or(file.server_id_base).unwrap_or(1_000_000_000),
-            snapshot_chunk_rows: args.snapshot_chunk_rows.or(file.snapshot_chunk_rows).unwrap_or(5_000),
-            snapshot_readers: args.snapshot_readers.or(file.snapshot_readers).unwrap_or(1),
+            topic_partitions: args.topic_partitions.or(file.topic_partitions).unwrap_or(d.topic_partitions),
+            topic_replication_factor: args
+                .topic_replication_factor
+                .or(file.topic_replication_factor)
+                .unwrap_or(d.replication_factor),
+            server_id_base: args.server_id_base.or(file.server_id_base).unwrap_or(d.server_id_base),
+            snapshot_chunk_rows: args.snapshot_chunk_rows.or(file.snapshot_chunk_rows).unwrap_or(d.snapshot_chunk_rows),
+            snapshot_readers: args.snapshot_readers.or(file.snapshot_readers).unwrap_or(d.snapshot_readers),
         };
         if worker.topic_partitions < 1
             || worker.topic_replication_factor < 1
@@ -333,6 +338,37 @@ mod tests {
         let d = Settings::resolve(ServeArgs::default(), FileConfig::default(), None).unwrap();
         assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(d.store_url.expose(), "sqlite://./data/dts.db");
+    }
+
+    #[test]
+    fn worker_defaults_come_from_the_worker_and_help_says_them() {
+        let d = dts_worker::WorkerConfig::new("defaults");
+        let s = Settings::resolve(ServeArgs::default(), FileConfig::default(), None).unwrap().worker;
+        assert_eq!(
+            (s.topic_partitions, s.topic_replication_factor, s.server_id_base),
+            (d.topic_partitions, d.replication_factor, d.server_id_base)
+        );
+        assert_eq!((s.snapshot_chunk_rows, s.snapshot_readers), (d.snapshot_chunk_rows, d.snapshot_readers));
+        // `--help` states them in words: keep the words true.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = <Cli as clap::CommandFactory>::command();
+        let help = |id: &str| {
+            cli.get_arguments().find(|a| a.get_id() == id).and_then(|a| a.get_help()).map(ToString::to_string)
+        };
+        for (id, value) in [
+            ("topic_partitions", d.topic_partitions.to_string()),
+            ("topic_replication_factor", d.replication_factor.to_string()),
+            ("server_id_base", d.server_id_base.to_string()),
+            ("snapshot_chunk_rows", d.snapshot_chunk_rows.to_string()),
+            ("snapshot_readers", d.snapshot_readers.to_string()),
+        ] {
+            let text = help(id).unwrap_or_default();
+            assert!(text.ends_with(&format!("[default: {value}]")), "--{id}: {text}");
+        }
     }
 
     #[test]
