@@ -51,14 +51,14 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use dts_core::event::{Change, RowChange, RowRef};
+use dts_core::event::{Change, RowChange};
 use dts_core::filter::RowFilter;
 use dts_core::now_ms;
 use dts_core::snapshot::SnapshotRequest;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value as My;
 
-use self::readers::{decode_row, Job, Readers, Report};
+use self::readers::{accepts, decode_row, Job, Readers, Report};
 use crate::position::{Checkpoint, Flavor, SnapshotProgress, TableProgress};
 use crate::pushdown::where_clause;
 use crate::reader::{BinlogStream, Selection, SourceItem};
@@ -689,9 +689,7 @@ impl Copier {
             let mut result = self.conn.exec_iter(sql, params).await.map_err(ChunkError::from_mysql)?;
             while let Some(row) = result.next().await.map_err(ChunkError::from_mysql)? {
                 let change = decode_row(&row.unwrap(), &plan.info, &source)?;
-                if plan.slice.as_ref().is_some_and(|f| {
-                    change.after.as_ref().is_some_and(|row| !f.matches(&RowRef { schema: &change.schema, row }))
-                }) {
+                if plan.slice.as_ref().is_some_and(|f| !accepts(f, &change)) {
                     continue;
                 }
                 if !send(stream, SourceItem::Change(Change::Row(change))).await {

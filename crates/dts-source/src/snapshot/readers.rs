@@ -169,7 +169,7 @@ async fn read(conn: &mut mysql_async::Conn, job: &Job, at: &Snapshot) -> Result<
         out.read += 1;
         let change = decode_row(&raw, &job.info, &source)?;
         last = Some(raw);
-        if job.slice.as_ref().is_some_and(|f| !matches(f, &change)) {
+        if job.slice.as_ref().is_some_and(|f| !accepts(f, &change)) {
             continue;
         }
         out.rows.push(change);
@@ -178,7 +178,8 @@ async fn read(conn: &mut mysql_async::Conn, job: &Job, at: &Snapshot) -> Result<
     Ok(out)
 }
 
-fn matches(filter: &RowFilter, change: &RowChange) -> bool {
+/// Whether an on-demand request's slice takes this copied row.
+pub(super) fn accepts(filter: &RowFilter, change: &RowChange) -> bool {
     change.after.as_ref().is_some_and(|row| filter.matches(&RowRef { schema: &change.schema, row }))
 }
 
