@@ -36,6 +36,15 @@ fn present<'a>(latest: &HashMap<&'a str, Option<&'a Value>>) -> BTreeMap<&'a str
     latest.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect()
 }
 
+/// A task body copying `filters`' tables first (`incr: false`), keyed by
+/// primary key, into `topic`.
+fn copy_task(rig: &Rig, topic: &str, filters: Value) -> Value {
+    let body = rig.task(json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}), filters);
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["task"]["incr"] = json!(false);
+    body
+}
+
 async fn write_fences(rig: &Rig) -> Vec<i64> {
     dts_e2e::write_fences(&rig.src).await
 }
@@ -166,12 +175,7 @@ async fn snapshot_reads_respect_the_rate_limit() {
         ])
         .await;
     let topic = unique_topic("snaprate");
-    let body = rig.task(
-        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
-        json!([{"dbname": db, "match": "/t|fence/"}]),
-    );
-    let mut body: Value = serde_json::from_str(&body).unwrap();
-    body["task"]["incr"] = json!(false);
+    let mut body = copy_task(&rig, &topic, json!([{"dbname": db, "match": "/t|fence/"}]));
     body["task"]["rate_limit"] = json!({"rate": 100, "capacity": 20});
     let id = rig.submit(&body.to_string()).await;
     rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
@@ -272,12 +276,7 @@ async fn a_copy_racing_writes_at_every_chunk_boundary_ends_equal_to_the_table_co
         ])
         .await;
     let topic = unique_topic("snaprace");
-    let body = rig.task(
-        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
-        json!([{"dbname": db, "match": "/race|race2|fence/"}]),
-    );
-    let mut body: Value = serde_json::from_str(&body).unwrap();
-    body["task"]["incr"] = json!(false);
+    let body = copy_task(&rig, &topic, json!([{"dbname": db, "match": "/race|race2|fence/"}]));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let writers: Vec<_> = (0..3)
         .map(|seed| {
@@ -341,12 +340,7 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
         ])
         .await;
     let topic = unique_topic("snapalter");
-    let body = rig.task(
-        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
-        json!([{"dbname": db, "match": "/alt|fence/"}]),
-    );
-    let mut body: Value = serde_json::from_str(&body).unwrap();
-    body["task"]["incr"] = json!(false);
+    let mut body = copy_task(&rig, &topic, json!([{"dbname": db, "match": "/alt|fence/"}]));
     // About ten seconds of copy.
     body["task"]["rate_limit"] = json!({"rate": 2000, "capacity": 200});
     let id = rig.submit(&body.to_string()).await;
@@ -566,12 +560,7 @@ async fn every_key_shape_is_copied_whole_and_once_in_ranges_read_ahead() {
         ])
         .await;
     let topic = unique_topic("snapkeys");
-    let body = rig.task(
-        json!({"addr": rig.kafka, "topic": topic, "partition_mode": "primary_key"}),
-        json!([{"dbname": db, "match": "/^(k.*|fence)$/"}]),
-    );
-    let mut body: Value = serde_json::from_str(&body).unwrap();
-    body["task"]["incr"] = json!(false);
+    let body = copy_task(&rig, &topic, json!([{"dbname": db, "match": "/^(k.*|fence)$/"}]));
     let id = rig.submit(&body.to_string()).await;
     rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
     let fences = write_fences(&rig).await;

@@ -112,14 +112,20 @@ struct Args {
     out: PathBuf,
 }
 
+/// A flag's value that must be a positive count.
+fn count(flag: &str, value: &str) -> std::result::Result<usize, String> {
+    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("{flag}: not a count: {value}"))
+}
+
 fn args() -> std::result::Result<Args, String> {
+    let worker = WorkerConfig::new("defaults");
     let mut a = Args {
         scenarios: ["cdc", "many", "snapshot", "lag", "ceiling", "api", "memory", "ingest"].map(String::from).to_vec(),
         rows: 1_000_000,
         runs: 3,
         clients: ingest::CLIENTS,
-        snapshot_readers: WorkerConfig::new("defaults").snapshot_readers,
-        snapshot_chunk_rows: WorkerConfig::new("defaults").snapshot_chunk_rows,
+        snapshot_readers: worker.snapshot_readers,
+        snapshot_chunk_rows: worker.snapshot_chunk_rows,
         out: "bench-results".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -129,27 +135,10 @@ fn args() -> std::result::Result<Args, String> {
             "--scenarios" => a.scenarios = value.split(',').map(str::to_owned).collect(),
             "--rows" => a.rows = value.parse().map_err(|_| format!("--rows: not a number: {value}"))?,
             "--out" => a.out = value.into(),
-            "--clients" => {
-                a.clients =
-                    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--clients: not a count: {value}"))?
-            }
-            "--runs" => {
-                a.runs = value.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--runs: not a count: {value}"))?
-            }
-            "--snapshot-readers" => {
-                a.snapshot_readers = value
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("--snapshot-readers: not a count: {value}"))?
-            }
-            "--snapshot-chunk-rows" => {
-                a.snapshot_chunk_rows = value
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("--snapshot-chunk-rows: not a count: {value}"))?
-            }
+            "--clients" => a.clients = count(&flag, &value)?,
+            "--runs" => a.runs = count(&flag, &value)?,
+            "--snapshot-readers" => a.snapshot_readers = count(&flag, &value)?,
+            "--snapshot-chunk-rows" => a.snapshot_chunk_rows = count(&flag, &value)?,
             other => {
                 return Err(format!(
                     "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --clients N --snapshot-readers N --snapshot-chunk-rows N --out DIR)"
