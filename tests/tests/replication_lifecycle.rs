@@ -151,6 +151,21 @@ async fn stop_and_start_resume_from_the_checkpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_local_worker_acts_on_submit_stop_and_start_without_waiting_for_its_poll() {
+    let Some(src) = dts_e2e::SourceDb::create().await else { return };
+    // Its first poll happens at start, before the submit; the next is an
+    // hour away: only the store's change signal can move the task.
+    let hour = std::time::Duration::from_secs(3600);
+    let Some(rig) = Rig::start_tuned(src, |cfg| cfg.poll_interval = hour).await else { return };
+    let (id, _) = running_task(&rig, "wake").await;
+    rig.api.call("POST", &format!("/v1/dispatch/stop/{id}"), None).await.expect_ok();
+    rig.wait_task(id, "Stopped", |t| t["state"] == "Stopped").await;
+    rig.api.call("POST", &format!("/v1/dispatch/start/{id}"), None).await.expect_ok();
+    rig.wait_task(id, "Running again", |t| t["state"] == "Running").await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_rate_limit_bounds_rows_per_window() {
     let Some(rig) = Rig::start().await else { return };
     let db = rig.src.db.clone();

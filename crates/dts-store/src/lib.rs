@@ -104,6 +104,10 @@ pub struct Store {
     /// Seals and opens source passwords; the same key must be given to every
     /// node that shares the store. Shared: the key schedule is large.
     cipher: std::sync::Arc<SecretCipher>,
+    /// Bumped after every write that changes what a worker should run, so a
+    /// worker in this process (standalone) acts at once instead of at its
+    /// next poll. Other processes sharing the store still poll.
+    task_changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -131,7 +135,12 @@ impl Store {
         }
         let pool = opts.connect(&backend.normalize_url(url)).await?;
         backend.migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let store = Self { pool, backend, cipher: std::sync::Arc::new(cipher) };
+        let store = Self {
+            pool,
+            backend,
+            cipher: std::sync::Arc::new(cipher),
+            task_changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        };
         store.check_key().await?;
         Ok(store)
     }
@@ -158,6 +167,16 @@ impl Store {
         } else {
             query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)
         }
+    }
+
+    /// Changes when a task is created, altered, started, stopped, given an
+    /// on-demand snapshot or deleted through this handle (or a clone).
+    pub fn task_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.task_changes.subscribe()
+    }
+
+    pub(crate) fn tasks_changed(&self) {
+        self.task_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn backend(&self) -> Backend {

@@ -132,6 +132,7 @@ impl Store {
             .bind(now)
             .bind(now);
         let id = self.insert_id(query).await?;
+        self.tasks_changed();
         self.get_task(id).await?.ok_or_else(|| StoreError::Query(format!("task {id} vanished after insert")))
     }
 
@@ -217,6 +218,9 @@ impl Store {
                     .await?
             }
         };
+        if done.rows_affected() == 1 {
+            self.tasks_changed();
+        }
         let current = self.get_task(id).await?;
         Ok(match current {
             None => AlterOutcome::NotFound,
@@ -246,6 +250,7 @@ impl Store {
             }
         };
         sqlx::query(&self.backend.sql(sql)).bind(desired.as_str()).bind(now_ms()).bind(id).execute(&self.pool).await?;
+        self.tasks_changed();
         self.get_task(id).await
     }
 
@@ -260,6 +265,7 @@ impl Store {
         let json = request.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sql = "UPDATE dts_tasks SET snapshot_request = ?, version = version + 1, updated_at = ? WHERE id = ?";
         sqlx::query(&self.backend.sql(sql)).bind(json).bind(now_ms()).bind(id).execute(&self.pool).await?;
+        self.tasks_changed();
         self.get_task(id).await
     }
 
@@ -268,6 +274,7 @@ impl Store {
     pub async fn delete_task(&self, id: i64) -> Result<bool, StoreError> {
         let done =
             sqlx::query(&self.backend.sql("DELETE FROM dts_tasks WHERE id = ?")).bind(id).execute(&self.pool).await?;
+        self.tasks_changed();
         Ok(done.rows_affected() == 1)
     }
 

@@ -163,10 +163,23 @@ impl Worker {
     /// Runs until `shutdown` turns true, then stops every task and returns.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.cfg.poll_interval);
+        // Standalone: a task submitted, started or stopped through this
+        // process's API is acted on at once, not at the next poll.
+        let mut changes = match &self.source {
+            Assignments::Store(store) => Some(store.task_changes()),
+            Assignments::Control { .. } => None,
+        };
         tracing::info!(worker = %self.cfg.worker_id, "worker started");
         loop {
+            let changed = async {
+                let Some(rx) = changes.as_mut() else { return std::future::pending().await };
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = tick.tick() => {}
+                () = changed => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
