@@ -144,9 +144,13 @@ impl Store {
 
     /// One page of tasks, newest first, and the total count.
     pub async fn list_tasks(&self, limit: i64, offset: i64) -> Result<TaskPage, StoreError> {
+        // The page's ids first, from an index of ids alone (the offset steps
+        // over ids, not over whole tasks), then those tasks' rows.
         let sql = self.backend.sql(
-            "SELECT id, source_addr, dest_addr, pos, transaction_time, state, updated_at, message, service_addr \
-             FROM dts_tasks ORDER BY id DESC LIMIT ? OFFSET ?",
+            "SELECT t.id, t.source_addr, t.dest_addr, t.pos, t.transaction_time, t.state, t.updated_at, t.message, \
+             t.service_addr FROM dts_tasks t \
+             JOIN (SELECT id FROM dts_tasks ORDER BY id DESC LIMIT ? OFFSET ?) page ON page.id = t.id \
+             ORDER BY t.id DESC",
         );
         let rows = sqlx::query(&sql).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         let tasks = rows
