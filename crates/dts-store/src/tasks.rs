@@ -145,10 +145,11 @@ impl Store {
     /// One page of tasks, newest first, and the total count.
     pub async fn list_tasks(&self, limit: i64, offset: i64) -> Result<TaskPage, StoreError> {
         // The page's ids first, from an index of ids alone (the offset steps
-        // over ids, not over whole tasks), then those tasks' rows.
+        // over ids, not over whole tasks), then those tasks' rows. The total
+        // rides on every row, so a page is one statement.
         let sql = self.backend.sql(
             "SELECT t.id, t.source_addr, t.dest_addr, t.pos, t.transaction_time, t.state, t.updated_at, t.message, \
-             t.service_addr FROM dts_tasks t \
+             t.service_addr, (SELECT COUNT(*) FROM dts_tasks) AS total FROM dts_tasks t \
              JOIN (SELECT id FROM dts_tasks ORDER BY id DESC LIMIT ? OFFSET ?) page ON page.id = t.id \
              ORDER BY t.id DESC",
         );
@@ -169,7 +170,11 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dts_tasks").fetch_one(&self.pool).await?;
+        let total: i64 = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            // A page past the end has no row to carry the total.
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM dts_tasks").fetch_one(&self.pool).await?,
+        };
         Ok(TaskPage { tasks, total })
     }
 
