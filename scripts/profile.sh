@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Profiles the CDC catch-up: runs `dts-bench --scenarios cdc --runs 1` under
-# `perf record` and writes where the bench process (the worker in-process)
-# spent its CPU time to DIR/profile.txt (default DIR: bench-results/).
+# Profiles the CDC catch-up: runs `dts-bench --scenarios cdc --runs 1`,
+# attaches `perf record` to the `dts standalone` process it starts, and
+# writes where dts spent its CPU time to DIR/profile.txt (default DIR:
+# bench-results/). The load generator's own work is not sampled.
 #
 #   scripts/profile.sh [--rows N] [--out DIR]
 #
@@ -27,12 +28,27 @@ trap 'scripts/services.sh down' EXIT
 # No Python baseline here: only dts's own work is sampled.
 unset DTS_BENCH_BASELINE
 # The release binary keeps its symbol names, enough for a flat profile.
-cargo build --release -p dts-bench
+cargo build --release -p dts-bench -p dts
 mkdir -p "$out"
-perf record -e cpu-clock -F 999 -o "$out/perf.data" -- \
-    target/release/dts-bench --scenarios cdc --runs 1 --rows "$rows" --out "$out/profiled-run"
+target/release/dts-bench --scenarios cdc --runs 1 --rows "$rows" --out "$out/profiled-run" &
+bench=$!
+dts=""
+for _ in $(seq 300); do
+    dts="$(pgrep -P "$bench" -x dts || true)"
+    [ -n "$dts" ] && break
+    kill -0 "$bench" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$dts" ] || { echo "dts-bench started no dts process within 30 s" >&2; wait "$bench"; exit 1; }
+# perf ends with the process: the bench kills dts when the scenario is done.
+perf record -e cpu-clock -F 999 -p "$dts" -o "$out/perf.data" &
+perf_pid=$!
+wait "$bench"
+wait "$perf_pid" || true
+# `head` closes the report pipes early; that is not a failure.
+set +o pipefail
 {
-    echo "# perf report: dts-bench --scenarios cdc --runs 1 --rows $rows (cpu-clock, every thread of the bench process: tokio workers, librdkafka)"
+    echo "# perf report: the dts standalone process during dts-bench --scenarios cdc --runs 1 --rows $rows (cpu-clock, all its threads: tokio workers, actix, librdkafka)"
     echo
     echo "## By shared object"
     perf report -i "$out/perf.data" --stdio --no-children --sort comm,dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20

@@ -167,6 +167,46 @@ pub fn high_watermarks(addr: &str, topics: &[String]) -> std::collections::BTree
     out
 }
 
+/// The latest producer timestamp (ms) among the last messages of every
+/// partition of `topics`: when the last of them was handed to Kafka.
+/// `None` when they hold no message.
+pub fn last_timestamp_ms(addr: &str, topics: &[String]) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", unique_topic("last"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        for p in 0..partitions as i32 {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+            if high > low {
+                tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(high - 1)).expect("partition");
+            }
+        }
+    }
+    let mut waiting = tpl.count();
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    let mut seen = std::collections::BTreeSet::new();
+    while waiting > 0 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            if seen.insert((m.topic().to_owned(), m.partition())) {
+                waiting -= 1;
+                last = last.max(m.timestamp().to_millis());
+            }
+        }
+    }
+    assert_eq!(waiting, 0, "the last message of every partition of {topics:?} within 30 s");
+    last
+}
+
 /// Ids whose message keys (their decimal text, as `primary_key` mode keys
 /// them) land on every one of `partitions` partitions: written after
 /// everything else, seeing them all means a topic was read to its end.

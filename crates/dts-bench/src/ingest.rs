@@ -16,70 +16,6 @@ use crate::{LagStats, Result};
 pub const CLIENTS: usize = 8;
 const SECONDS: u64 = 10;
 
-struct Server {
-    child: std::process::Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn peak_rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb / 1024.0)
-    }
-}
-
-async fn start() -> std::result::Result<Server, String> {
-    let bin = std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("dts");
-    if !bin.exists() {
-        return Err(format!("{} is missing: build it with cargo build --release -p dts", bin.display()));
-    }
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let child = std::process::Command::new(bin)
-        .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .env("DTS_AUTH_USERS", "bench:bench-pw")
-        .env("DTS_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{}/healthz", server.base)).send().await.is_err() {
-        if Instant::now() > deadline {
-            return Err("dts standalone did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(server)
-}
-
-async fn admin(http: &reqwest::Client, url: String, body: serde_json::Value) -> serde_json::Value {
-    let r: serde_json::Value = http
-        .post(url)
-        .basic_auth("bench", Some("bench-pw"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r["code"], 0, "{r}");
-    r["data"].clone()
-}
-
 /// One protocol's request, built once and sent again and again.
 #[derive(Clone)]
 struct Load {
@@ -143,18 +79,29 @@ fn stats(latencies: &[f64]) -> LagStats {
 }
 
 pub async fn ingest(kafka: &str, clients: usize) -> Vec<Result> {
-    let server = match start().await {
+    let server = match crate::server::Dts::start_fresh(&[]).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ingest scenario skipped: {e}");
             return Vec::new();
         }
     };
-    let http = reqwest::Client::new();
+    let http = server.http.clone();
     let base = server.base.clone();
     let topic = |p: &str| format!("bench_ingest_{p}_{:08x}", rand::random::<u32>());
-    let stream = |spec: serde_json::Value| admin(&http, format!("{base}/v1/ingest/streams"), json!({ "stream": spec }));
-    let key = |spec: serde_json::Value| admin(&http, format!("{base}/v1/ingest/keys"), json!({ "key": spec }));
+    let post = reqwest::Method::POST;
+    let stream = |spec: serde_json::Value| {
+        let body = json!({ "stream": spec });
+        let server = &server;
+        let post = post.clone();
+        async move { server.call(post, "/v1/ingest/streams", Some(&body)).await }
+    };
+    let key = |spec: serde_json::Value| {
+        let body = json!({ "key": spec });
+        let server = &server;
+        let post = post.clone();
+        async move { server.call(post, "/v1/ingest/keys", Some(&body)).await }
+    };
 
     stream(json!({"protocol": "inlong", "group_id": "bench", "stream_id": "s", "kafka": {"addr": kafka, "topic": topic("inlong")}})).await;
     let dis = stream(json!({"protocol": "dis", "project_id": "bench", "stream_name": "s", "kafka": {"addr": kafka, "topic": topic("dis")}})).await;

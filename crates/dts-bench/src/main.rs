@@ -1,41 +1,52 @@
 //! `dts-bench`: runs benchmark scenarios against the real MariaDB and
 //! Kafka-protocol broker named by `DTS_TEST_MYSQL_URL` and
-//! `DTS_TEST_KAFKA_ADDR` (`scripts/bench.sh` starts them), with the worker
-//! in this process, and writes `results.json` and `results.md`.
+//! `DTS_TEST_KAFKA_ADDR` (`scripts/bench.sh` starts them), and writes
+//! `results.json` and `results.md`. The work is done by a real
+//! `dts standalone` process (see [`server`]), driven over its API; this
+//! process writes to the source, generates load and reads results.
 //!
 //! Scenarios:
 //! - `cdc`: rows/s catching up on a binlog backlog (the task is stopped,
-//!   N rows are written, the task is started; timed until its position
-//!   reaches the last write). Measuring on a backlog shows the pipeline's
-//!   own speed: a live run is capped by how fast the source ingests.
+//!   N rows are written, the task is started; timed from the start request
+//!   to the producer timestamp of the backlog's last message). Measuring on
+//!   a backlog shows the pipeline's own speed: a live run is capped by how
+//!   fast the source ingests.
 //! - `snapshot`: rows/s copying an N-row table (`incr: false`), from the
-//!   task entering `Snapshotting` to it entering `Running`, the lag of rows
-//!   written meanwhile, and the peak RSS of this process (worker included)
-//!   during the copy.
+//!   submit to the copy's last message, the lag of rows written meanwhile,
+//!   and dts's peak RSS during the copy.
 //! - `lag`: a steady write rate (5k and 20k rows/s); each row carries the
 //!   time it was written, and lag is its message's producer timestamp
 //!   minus that (p50, p99, max). Kafka's acknowledgement adds the
 //!   producer's linger (5 ms) and one round trip on top.
 //! - `ceiling`: the binlog read and decoded with nothing produced, and the
 //!   broker's own produce rate with no source: which side limits us.
-//! - `memory`: peak RSS of this process (worker included) through a CDC
-//!   backlog and through one 1M-row transaction.
+//! - `many`: 16 tasks on one worker, each on its own table: aggregate
+//!   rows/s catching up on a backlog spread over them, and dts's peak RSS.
+//! - `memory`: dts's peak RSS through a CDC backlog and through one
+//!   1M-row transaction.
+//!
+//! `many`, `snapshot` and `memory` each start a fresh `dts`, so the peak
+//! RSS they report is their own.
 //! - `api`: `GET /v1/task/list` (50 per page) over 10,000 stored tasks from
-//!   concurrent clients for 10 s: requests/s and p99 latency; and the time
-//!   from `POST /v1/dispatch/submit` to the task running.
+//!   concurrent clients in this process for 10 s: requests/s and p99
+//!   latency; and the time from `POST /v1/dispatch/submit` to the task
+//!   running.
+//! - `control`: a `dts control` on a MariaDB store under 100 simulated
+//!   workers of 16 tasks each (see [`control`]).
 
+mod control;
 mod ingest;
+mod server;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dts_core::spec::{parse_submit_body, TaskSpec};
-use dts_core::{DesiredState, TaskState};
 use dts_e2e::SourceDb;
-use dts_store::tasks::Assignment;
 use dts_store::{SecretCipher, Store};
-use dts_worker::{Worker, WorkerConfig};
+use dts_worker::WorkerConfig;
 use serde::Serialize;
+use serde_json::{json, Value};
+use server::Dts;
 
 #[derive(Debug, Serialize, Default)]
 struct Result {
@@ -120,7 +131,9 @@ fn count(flag: &str, value: &str) -> std::result::Result<usize, String> {
 fn args() -> std::result::Result<Args, String> {
     let worker = WorkerConfig::new("defaults");
     let mut a = Args {
-        scenarios: ["cdc", "many", "snapshot", "lag", "ceiling", "api", "memory", "ingest"].map(String::from).to_vec(),
+        scenarios: ["cdc", "many", "snapshot", "lag", "ceiling", "api", "control", "memory", "ingest"]
+            .map(String::from)
+            .to_vec(),
         rows: 1_000_000,
         runs: 3,
         clients: ingest::CLIENTS,
@@ -141,7 +154,7 @@ fn args() -> std::result::Result<Args, String> {
             "--snapshot-chunk-rows" => a.snapshot_chunk_rows = count(&flag, &value)?,
             other => {
                 return Err(format!(
-                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,memory,ingest --rows N --runs N --clients N --snapshot-readers N --snapshot-chunk-rows N --out DIR)"
+                    "unknown flag {other} (known: --scenarios cdc,many,snapshot,lag,ceiling,api,control,memory,ingest --rows N --runs N --clients N --snapshot-readers N --snapshot-chunk-rows N --out DIR)"
                 ))
             }
         }
@@ -149,72 +162,75 @@ fn args() -> std::result::Result<Args, String> {
     Ok(a)
 }
 
-/// The store, a worker running its tasks, the source database and the broker.
+/// A `dts standalone` running the tasks, the source database and the broker.
 struct Bench {
-    store: Store,
+    dts: Dts,
+    /// The flags `dts` is started with.
+    flags: Vec<String>,
     src: SourceDb,
     kafka: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Bench {
     async fn start(kafka: String, args: &Args) -> std::result::Result<Self, String> {
         let url = std::env::var("DTS_TEST_MYSQL_URL").map_err(|_| "DTS_TEST_MYSQL_URL is not set".to_owned())?;
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let key = SecretCipher::from_base64(&SecretCipher::generate_key_base64()).map_err(|e| e.to_string())?;
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("bench.db").display()), key)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut cfg = WorkerConfig::new("bench");
-        cfg.poll_interval = Duration::from_millis(50);
-        cfg.checkpoint_interval = Duration::from_millis(50);
-        cfg.snapshot_readers = args.snapshot_readers;
-        cfg.snapshot_chunk_rows = args.snapshot_chunk_rows;
-        tokio::spawn(Worker::new(store.clone(), cfg).run(tokio::sync::watch::channel(false).1));
-        Ok(Self { store, src: SourceDb::create_on(&url).await, kafka, _dir: dir })
+        let flags = [
+            ("--snapshot-readers", args.snapshot_readers),
+            ("--snapshot-chunk-rows", args.snapshot_chunk_rows),
+            ("--server-id-base", dts_e2e::random_server_id() as usize),
+        ];
+        let flags: Vec<String> = flags.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect();
+        let dts = Dts::start_fresh(&flags).await?;
+        Ok(Self { dts, flags, src: SourceDb::create_on(&url).await, kafka })
     }
 
-    fn spec(&self, table: &str, topic: &str, partition_mode: &str, incr: bool) -> TaskSpec {
-        let body = serde_json::json!({"task": {
+    /// Replaces `dts` with a new process on a fresh store, for scenarios
+    /// that report its peak RSS: a process keeps memory an earlier
+    /// scenario made it grow to (the allocator does not hand it back),
+    /// which would be counted against the next one.
+    async fn fresh_dts(&mut self) -> std::result::Result<(), String> {
+        self.dts = Dts::start_fresh(&self.flags).await?;
+        Ok(())
+    }
+
+    /// A task body reading `table` of the source database into `topic`.
+    fn task(&self, table: &str, topic: &str, partition_mode: &str, incr: bool) -> Value {
+        json!({"task": {
             "source": {"host": self.src.host, "port": self.src.port, "username": self.src.user, "password": self.src.password},
             "kafka": {"addr": self.kafka, "topic": topic, "partition_mode": partition_mode},
             "filters": [{"dbname": self.src.db, "match": table}],
             "incr": incr
-        }});
-        parse_submit_body(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("bench spec: {e}"))
+        }})
     }
 
-    async fn submit(&self, spec: &TaskSpec) -> i64 {
-        let at = Assignment { worker_id: "bench".into(), service_addr: String::new() };
-        self.store.create_task(spec, Some(&at)).await.unwrap_or_else(|e| panic!("submit: {e}")).id
+    /// The producer timestamp of the last message in `topics`, as an instant
+    /// of this process's clock (the two processes share the machine's).
+    async fn last_message(&self, topics: &[String]) -> std::time::SystemTime {
+        let (addr, topics) = (self.kafka.clone(), topics.to_vec());
+        let ms = tokio::task::spawn_blocking(move || dts_e2e::last_timestamp_ms(&addr, &topics))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no message was produced"));
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
     }
+}
 
-    /// Stops a task and waits until it has stopped.
-    async fn stop(&self, id: i64) {
-        self.store.set_desired_state(id, DesiredState::Stopped).await.unwrap_or_else(|e| panic!("{e}"));
-        self.wait(id, "Stopped", |t| t.state == TaskState::Stopped).await;
-    }
+/// Seconds from `from` to `to` (zero if the clock went backwards).
+fn seconds_between(from: std::time::SystemTime, to: std::time::SystemTime) -> f64 {
+    to.duration_since(from).map_or(0.0, |d| d.as_secs_f64())
+}
 
-    /// Polls the task every 10 ms until `pred` holds (10 minutes at most).
-    async fn wait(&self, id: i64, what: &str, pred: impl Fn(&dts_store::TaskRecord) -> bool) -> Instant {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let task = self
-                .store
-                .get_task(id)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|| panic!("task {id} gone"));
-            if pred(&task) {
-                return Instant::now();
-            }
-            assert!(task.state != TaskState::Failed, "task failed while waiting for {what}: {}", task.message);
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            // Half the worker's 50 ms checkpoint interval, at which these
-            // figures change: a faster poll gains no precision.
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
+/// Where the source's binlog ends now: the file and offset the baseline
+/// starts reading from.
+async fn binlog_end(conn: &mut mysql_async::Conn) -> (String, u64) {
+    let row: mysql_async::Row = mysql_async::prelude::Queryable::query_first(conn, "SHOW MASTER STATUS")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("SHOW MASTER STATUS: the source has no binlog"));
+    let file: Option<String> = row.get(0);
+    let pos: Option<u64> = row.get(1);
+    (file.unwrap_or_default(), pos.unwrap_or_default())
 }
 
 /// The source's GTID state after its last write: a task whose position
@@ -247,13 +263,13 @@ async fn cdc(bench: &Bench, rows: u64, backlog: Backlog, partition_mode: &str) -
     let table = dts_e2e::unique_topic(&format!("cdc_{backlog:?}_{partition_mode}").to_ascii_lowercase());
     let column = if wide { "v VARCHAR(1100)" } else { "v VARCHAR(20)" };
     bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, n INT, {column})")]).await;
-    let spec = bench.spec(&table, &dts_e2e::unique_topic(&table), partition_mode, true);
-    let id = bench.submit(&spec).await;
-    bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
-    bench.store.set_desired_state(id, DesiredState::Stopped).await.unwrap_or_else(|e| panic!("{e}"));
-    bench.wait(id, "Stopped", |t| t.state == TaskState::Stopped).await;
+    let topic = dts_e2e::unique_topic(&table);
+    let id = bench.dts.submit(&bench.task(&table, &topic, partition_mode, true)).await;
+    bench.dts.wait(id, "Running", |t| t.state == "Running" && !t.pos.is_empty()).await;
+    bench.dts.stop_task(id).await;
     let v = if wide { wide_value() } else { "small-row".into() };
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let from = binlog_end(&mut conn).await;
     let step = if backlog == Backlog::SingleRow { 10_000 } else { 1000 };
     for start in (0..rows).step_by(step) {
         let end = (start + step as u64).min(rows);
@@ -271,13 +287,12 @@ async fn cdc(bench: &Bench, rows: u64, backlog: Backlog, partition_mode: &str) -
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let last = last_gtid(&mut conn).await;
-    let from = bench.store.get_task(id).await.ok().flatten().and_then(|t| t.checkpoint);
-    bench.store.set_desired_state(id, DesiredState::Running).await.unwrap_or_else(|e| panic!("{e}"));
-    let started = Instant::now();
-    let done = bench.wait(id, "catching up", |t| t.pos.ends_with(&last)).await;
-    let seconds = (done - started).as_secs_f64();
+    let started = std::time::SystemTime::now();
+    bench.dts.start_task(id).await;
+    bench.dts.wait(id, "catching up", |t| t.pos.ends_with(&last)).await;
+    let seconds = seconds_between(started, bench.last_message(std::slice::from_ref(&topic)).await);
     // Tasks left streaming would read every later scenario's binlog too.
-    bench.stop(id).await;
+    bench.dts.stop_task(id).await;
     let shape = match backlog {
         Backlog::Small => "small rows",
         Backlog::Wide => "~1 KB rows",
@@ -293,30 +308,29 @@ async fn cdc(bench: &Bench, rows: u64, backlog: Backlog, partition_mode: &str) -
         ..Default::default()
     };
     if backlog != Backlog::Wide && partition_mode == "primary_key" {
-        result.baseline_rows_per_sec = baseline(bench, &table, from.as_deref(), rows).await;
+        result.baseline_rows_per_sec = baseline(bench, &table, from, rows).await;
     }
     result
 }
 
-/// `tasks` tasks on the one in-process worker, each on its own table of
-/// one source: a backlog spread evenly over the tables, timed until every
-/// task has caught up. Every task reads the whole binlog and decodes only
-/// its own table's rows.
+/// `tasks` tasks on the one worker, each on its own table of one source:
+/// a backlog spread evenly over the tables, timed until every task has
+/// caught up. Every task reads the whole binlog and decodes only its own
+/// table's rows.
 async fn many(bench: &Bench, rows: u64, tasks: usize) -> Result {
     let prefix = dts_e2e::unique_topic("many");
     let tables: Vec<String> = (0..tasks).map(|i| format!("{prefix}_{i}")).collect();
+    let topics: Vec<String> = tables.iter().map(|t| dts_e2e::unique_topic(t)).collect();
     let mut ids = Vec::new();
-    for table in &tables {
+    for (table, topic) in tables.iter().zip(&topics) {
         bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))")]).await;
-        let spec = bench.spec(table, &dts_e2e::unique_topic(table), "primary_key", true);
-        ids.push(bench.submit(&spec).await);
+        ids.push(bench.dts.submit(&bench.task(table, topic, "primary_key", true)).await);
     }
     for &id in &ids {
-        bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
-        bench.store.set_desired_state(id, DesiredState::Stopped).await.unwrap_or_else(|e| panic!("{e}"));
+        bench.dts.wait(id, "Running", |t| t.state == "Running" && !t.pos.is_empty()).await;
     }
     for &id in &ids {
-        bench.wait(id, "Stopped", |t| t.state == TaskState::Stopped).await;
+        bench.dts.stop_task(id).await;
     }
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
     for (n, start) in (0..rows).step_by(1000).enumerate() {
@@ -326,36 +340,34 @@ async fn many(bench: &Bench, rows: u64, tasks: usize) -> Result {
         mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let last = last_gtid(&mut conn).await;
-    reset_peak_rss();
-    let started = Instant::now();
+    bench.dts.reset_peak_rss();
+    let started = std::time::SystemTime::now();
     for &id in &ids {
-        bench.store.set_desired_state(id, DesiredState::Running).await.unwrap_or_else(|e| panic!("{e}"));
+        bench.dts.start_task(id).await;
     }
-    let mut done = started;
     for &id in &ids {
-        done = done.max(bench.wait(id, "catching up", |t| t.pos.ends_with(&last)).await);
+        bench.dts.wait(id, "catching up", |t| t.pos.ends_with(&last)).await;
     }
-    let seconds = (done - started).as_secs_f64();
+    let seconds = seconds_between(started, bench.last_message(&topics).await);
+    let peak = bench.dts.peak_rss_mib();
     for &id in &ids {
-        bench.stop(id).await;
+        bench.dts.stop_task(id).await;
     }
     Result {
         scenario: "many".into(),
-        variant: format!("{tasks} tasks, one table each, small rows (aggregate rows/s; RSS of the bench process)"),
+        variant: format!("{tasks} tasks, one table each, small rows (aggregate rows/s)"),
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
-        peak_rss_mib: Some(peak_rss_mib()),
+        peak_rss_mib: peak,
         ..Default::default()
     }
 }
 
 /// The Python baseline over the same binlog range (`DTS_BENCH_BASELINE`,
 /// set by scripts/bench.sh); `None` when it is not installed.
-async fn baseline(bench: &Bench, table: &str, checkpoint: Option<&str>, rows: u64) -> Option<f64> {
+async fn baseline(bench: &Bench, table: &str, (file, pos): (String, u64), rows: u64) -> Option<f64> {
     let command = std::env::var("DTS_BENCH_BASELINE").ok()?;
-    let cp: serde_json::Value = serde_json::from_str(checkpoint?).ok()?;
-    let (file, pos) = (cp["file"].as_str()?.to_owned(), cp["pos"].as_u64()?);
     let mut parts = command.split_whitespace();
     let program = parts.next()?;
     let out = tokio::process::Command::new(program)
@@ -373,7 +385,7 @@ async fn baseline(bench: &Bench, table: &str, checkpoint: Option<&str>, rows: u6
         eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let r: Value = serde_json::from_slice(&out.stdout).ok()?;
     Some(r["rows"].as_f64()? / r["seconds"].as_f64()?)
 }
 
@@ -390,14 +402,14 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
         .await;
     // A topic per table: only the writer's rows are read back for lag, so
     // a 10M-row copy is not held in this process's memory afterwards.
-    let topic = dts_e2e::unique_topic("snap");
-    let mut spec = bench.spec("/^snap(lag)?$/", &topic, "primary_key", false);
-    spec.kafka.topic_mode = Some(dts_core::spec::TopicMode::PerTable);
-    let lag_topic = format!("{}_snaplag", dts_pipeline::route::escape_name(&bench.src.db));
-    // The worker runs in this process: its peak from here on is the copy's.
-    reset_peak_rss();
-    let id = bench.submit(&spec).await;
-    let started = bench.wait(id, "Snapshotting", |t| t.state == TaskState::Snapshotting).await;
+    let mut body = bench.task("/^snap(lag)?$/", &dts_e2e::unique_topic("snap"), "primary_key", false);
+    body["task"]["kafka"]["topic_mode"] = json!(1);
+    let db = dts_pipeline::route::escape_name(&bench.src.db);
+    let (copy_topic, lag_topic) = (format!("{db}_snap"), format!("{db}_snaplag"));
+    bench.dts.reset_peak_rss();
+    let started = std::time::SystemTime::now();
+    let id = bench.dts.submit(&body).await;
+    bench.dts.wait(id, "Snapshotting", |t| t.state == "Snapshotting").await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let pool = bench.src.pool.clone();
     let writer = tokio::spawn(async move {
@@ -414,12 +426,12 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
         }
         next - 1
     });
-    let done = bench.wait(id, "Running", |t| t.state == TaskState::Running).await;
-    let peak = peak_rss_mib();
+    bench.dts.wait(id, "Running", |t| t.state == "Running").await;
+    let peak = bench.dts.peak_rss_mib();
     let _ = stop.send(true);
-    bench.stop(id).await;
+    bench.dts.stop_task(id).await;
     let written = writer.await.unwrap_or(0);
-    let seconds = (done - started).as_secs_f64();
+    let seconds = seconds_between(started, bench.last_message(&[copy_topic]).await);
     let (addr, t) = (bench.kafka.clone(), lag_topic);
     let want = written as usize;
     let messages = tokio::task::spawn_blocking(move || dts_e2e::read_topic(&addr, &t, want)).await.unwrap_or_default();
@@ -434,14 +446,12 @@ async fn snapshot(bench: &Bench, rows: u64) -> Result {
     let at = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
     Result {
         scenario: "snapshot".into(),
-        variant: format!(
-            "{rows}-row table, small rows; lag of 1,000 rows/s written meanwhile; RSS of the bench process"
-        ),
+        variant: format!("{rows}-row table, small rows; lag of 1,000 rows/s written meanwhile"),
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
         lag_ms: Some(LagStats { p50: at(0.5), p99: at(0.99), max: lags.last().copied().unwrap_or(f64::NAN) }),
-        peak_rss_mib: Some(peak),
+        peak_rss_mib: peak,
         ..Default::default()
     }
 }
@@ -454,8 +464,8 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
     let table = dts_e2e::unique_topic(&format!("lag_{rate}"));
     bench.src.exec(&[&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, written_us BIGINT)")]).await;
     let topic = dts_e2e::unique_topic(&table);
-    let id = bench.submit(&bench.spec(&table, &topic, "primary_key", true)).await;
-    bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
+    let id = bench.dts.submit(&bench.task(&table, &topic, "primary_key", true)).await;
+    bench.dts.wait(id, "Running", |t| t.state == "Running" && !t.pos.is_empty()).await;
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
     // One row first, delivered before the clock starts: creating the topic
     // is a one-time cost, not lag (on a broker holding many topics it takes
@@ -464,7 +474,7 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let warm = last_gtid(&mut conn).await;
-    bench.wait(id, "the first row delivered", |t| t.pos.ends_with(&warm)).await;
+    bench.dts.wait(id, "the first row delivered", |t| t.pos.ends_with(&warm)).await;
     // 200 batches a second, each one multi-row INSERT stamped with its send time.
     let batch = (rate / 200).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -487,7 +497,7 @@ async fn lag(bench: &Bench, rate: u64, seconds: u64) -> Result {
     let messages = tokio::task::spawn_blocking(move || dts_e2e::read_topic(&addr, &t, total as usize + 1))
         .await
         .unwrap_or_default();
-    bench.stop(id).await;
+    bench.dts.stop_task(id).await;
     let mut lags: Vec<f64> = messages
         .iter()
         .filter(|m| m.payload["after"]["id"].as_i64() != Some(0))
@@ -598,39 +608,34 @@ async fn producer_ceiling(bench: &Bench, rows: u64) -> Result {
     }
 }
 
-/// The REST API under load, served in this process on the bench's store.
+/// The REST API of its own `dts standalone`, whose store holds 10,000
+/// tasks, under load from this process.
 async fn api(bench: &Bench) -> Vec<Result> {
-    use std::sync::Arc;
     const TASKS: usize = 10_000;
     const CLIENTS: usize = 16;
-    let spec = bench.spec("api_t", "api_topic", "table", true);
-    for _ in 0..TASKS {
-        // Unassigned: listed, never run.
-        bench.store.create_task(&spec, None).await.unwrap_or_else(|e| panic!("{e}"));
+    const SUBMITS: usize = 20;
+    let at = |v: &[f64], q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = SecretCipher::generate_key_base64();
+    {
+        let cipher = SecretCipher::from_base64(&key).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&server::store_url(dir.path()), cipher).await.unwrap_or_else(|e| panic!("{e}"));
+        let body = bench.task("api_t", "api_topic", "table", true).to_string();
+        let spec = dts_core::spec::parse_submit_body(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..TASKS {
+            // Unassigned: listed, never run.
+            store.create_task(&spec, None).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        store.close().await;
     }
-    let users = dts_control::auth::parse_users_env("bench:bench-pw").unwrap_or_else(|e| panic!("{e}"));
-    let state = dts_control::AppState {
-        store: bench.store.clone(),
-        auth: Arc::new(dts_control::auth::Authenticator::new(users).unwrap_or_else(|e| panic!("{e}"))),
-        placement: dts_control::Placement::Local { worker_id: "bench".into(), service_addr: "bench".into() },
-        limits: dts_control::Limits::default(),
-        cluster: None,
-        ingest: Arc::new(dts_ingest::Registry::new(bench.store.clone(), dts_ingest::IngestSettings::default())),
-        metrics: dts_metrics::Metrics::new(dts_metrics::NodeKind::WithStore),
-        history: Default::default(),
-    };
-    let server = actix_web::HttpServer::new(move || dts_control::app(state.clone()))
-        .workers(2)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = server.addrs()[0];
-    tokio::spawn(server.run());
+    let flags = ["--server-id-base".to_owned(), dts_e2e::random_server_id().to_string()];
+    let dts = Dts::start(&flags, dir, &key).await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = dts.base.clone();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let http = http.clone();
+        let (http, addr) = (http.clone(), addr.clone());
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut page = c as u64;
@@ -638,11 +643,17 @@ async fn api(bench: &Bench) -> Vec<Result> {
                 page = (page * 7 + 13) % (TASKS as u64 / 50) + 1;
                 let t = Instant::now();
                 let r = http
-                    .get(format!("http://{addr}/v1/task/list?per_page=50&page={page}"))
-                    .basic_auth("bench", Some("bench-pw"))
+                    .get(format!("{addr}/v1/task/list?per_page=50&page={page}"))
+                    .basic_auth(server::USER, Some(server::PASSWORD))
                     .send()
                     .await;
-                if r.is_ok_and(|r| r.status().is_success()) {
+                // The whole body is read: a page is only served once it has
+                // arrived, and an unread body would cost the connection.
+                let served = match r {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if served {
                     latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
             }
@@ -654,7 +665,6 @@ async fn api(bench: &Bench) -> Vec<Result> {
         latencies.extend(c.await.unwrap_or_default());
     }
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
     let list = Result {
         scenario: "api".into(),
         variant: format!(
@@ -663,72 +673,47 @@ async fn api(bench: &Bench) -> Vec<Result> {
         rows: latencies.len() as u64,
         seconds: 10.0,
         rows_per_sec: latencies.len() as f64 / 10.0,
-        lag_ms: Some(LagStats { p50: at(0.5), p99: at(0.99), max: latencies.last().copied().unwrap_or(f64::NAN) }),
+        lag_ms: Some(LagStats {
+            p50: at(&latencies, 0.5),
+            p99: at(&latencies, 0.99),
+            max: latencies.last().copied().unwrap_or(f64::NAN),
+        }),
         ..Default::default()
     };
     // Submit to Running, through the API and the worker.
     bench.src.exec(&["CREATE TABLE api_t (id INT PRIMARY KEY)"]).await;
-    let body = serde_json::json!({"task": {
-        "source": {"host": bench.src.host, "port": bench.src.port, "username": bench.src.user, "password": bench.src.password},
-        "kafka": {"addr": bench.kafka, "topic": dts_e2e::unique_topic("api")},
-        "filters": [{"dbname": bench.src.db, "match": "api_t"}]
-    }});
+    let body = bench.task("api_t", &dts_e2e::unique_topic("api"), "table", true);
     let mut times = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..SUBMITS {
         let t = Instant::now();
-        let r: serde_json::Value = http
-            .post(format!("http://{addr}/v1/dispatch/submit"))
-            .basic_auth("bench", Some("bench-pw"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let id = r["data"]["id"].as_i64().unwrap_or_default();
-        bench.wait(id, "Running", |task| task.state == TaskState::Running).await;
+        let id = dts.submit(&body).await;
+        dts.wait_every(id, "Running", Duration::from_millis(1), |task| task.state == "Running").await;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
     let submit = Result {
         scenario: "api".into(),
-        variant: "submit to Running, 5 tasks (ms in the lag column)".into(),
-        rows: 5,
+        variant: format!("submit to Running, {SUBMITS} tasks (ms in the lag column)"),
+        rows: SUBMITS as u64,
         seconds: times.iter().sum::<f64>() / 1000.0,
         rows_per_sec: f64::NAN,
-        lag_ms: Some(LagStats { p50: times[2], p99: times[4], max: times[4] }),
+        lag_ms: Some(LagStats { p50: at(&times, 0.5), p99: at(&times, 0.99), max: times[SUBMITS - 1] }),
         ..Default::default()
     };
     vec![list, submit]
 }
 
-/// Peak resident memory of this process in MiB (VmHWM).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// Resets the peak so the next reading covers only what follows.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
-    reset_peak_rss();
+    bench.dts.reset_peak_rss();
     let mut cdc_run = cdc(bench, rows, Backlog::Small, "table").await;
     cdc_run.scenario = "memory".into();
     cdc_run.variant = format!("peak RSS during a {rows}-row CDC backlog");
-    cdc_run.peak_rss_mib = Some(peak_rss_mib());
+    cdc_run.peak_rss_mib = bench.dts.peak_rss_mib();
     // One transaction of `rows` rows.
     bench.src.exec(&["CREATE TABLE bigtx (id BIGINT PRIMARY KEY, n INT, v VARCHAR(20))"]).await;
-    let spec = bench.spec("bigtx", &dts_e2e::unique_topic("bigtx"), "primary_key", true);
-    let id = bench.submit(&spec).await;
-    bench.wait(id, "Running", |t| t.state == TaskState::Running && !t.pos.is_empty()).await;
-    reset_peak_rss();
+    let id = bench.dts.submit(&bench.task("bigtx", &dts_e2e::unique_topic("bigtx"), "primary_key", true)).await;
+    bench.dts.wait(id, "Running", |t| t.state == "Running" && !t.pos.is_empty()).await;
+    bench.dts.reset_peak_rss();
     let started = Instant::now();
     bench
         .src
@@ -736,7 +721,7 @@ async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
         .await;
     let mut conn = bench.src.pool.get_conn().await.unwrap_or_else(|e| panic!("{e}"));
     let gtid = last_gtid(&mut conn).await;
-    bench.wait(id, "the big transaction delivered", |t| t.pos.ends_with(&gtid)).await;
+    bench.dts.wait(id, "the big transaction delivered", |t| t.pos.ends_with(&gtid)).await;
     let seconds = started.elapsed().as_secs_f64();
     let big = Result {
         scenario: "memory".into(),
@@ -744,7 +729,7 @@ async fn memory(bench: &Bench, rows: u64) -> Vec<Result> {
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
-        peak_rss_mib: Some(peak_rss_mib()),
+        peak_rss_mib: bench.dts.peak_rss_mib(),
         ..Default::default()
     };
     vec![cdc_run, big]
@@ -763,9 +748,11 @@ fn markdown(results: &[Result], cores: usize, source: &str) -> String {
             (Some(n), Some((lo, hi))) => format!("{lo:.0}–{hi:.0} ({n} runs)"),
             _ => String::new(),
         };
+        // Timings that are not a rate (submit to Running) leave it blank.
+        let rate = if r.rows_per_sec.is_nan() { String::new() } else { format!("{:.0}", r.rows_per_sec) };
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.0} | {range} | {base} | {lag} | {rss} |\n",
-            r.scenario, r.variant, r.rows, r.seconds, r.rows_per_sec
+            "| {} | {} | {} | {:.2} | {rate} | {range} | {base} | {lag} | {rss} |\n",
+            r.scenario, r.variant, r.rows, r.seconds
         ));
     }
     md.push_str(&format!(
@@ -793,9 +780,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    // The ingest scenario drives its own `dts` process: the in-process
-    // worker (and its store polling) would only take CPU from it.
-    let bench = if args.scenarios.iter().all(|s| s == "ingest") {
+    // The ingest scenario starts a `dts` of its own: the shared one (and
+    // its store polling) would only take CPU from it.
+    let mut bench = if args.scenarios.iter().all(|s| s == "ingest") {
         None
     } else {
         match Bench::start(kafka.clone(), &args).await {
@@ -816,7 +803,14 @@ async fn main() -> std::process::ExitCode {
             continue;
         }
         // Started above whenever a scenario other than ingest was asked for.
-        let Some(bench) = bench.as_ref() else { continue };
+        let Some(bench) = bench.as_mut() else { continue };
+        if ["many", "snapshot", "memory"].contains(&scenario.as_str()) {
+            if let Err(e) = bench.fresh_dts().await {
+                eprintln!("dts-bench: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        let bench = &*bench;
         match scenario.as_str() {
             "cdc" => {
                 let runs = [
@@ -878,6 +872,12 @@ async fn main() -> std::process::ExitCode {
                     results.push(r);
                 }
             }
+            "control" => {
+                for r in control::control(bench).await {
+                    eprintln!("{}: {} -> {:?}", r.scenario, r.variant, r.lag_ms);
+                    results.push(r);
+                }
+            }
             "many" => {
                 let mut each = Vec::new();
                 for _ in 0..args.runs {
@@ -898,7 +898,7 @@ async fn main() -> std::process::ExitCode {
             }
             other => {
                 eprintln!(
-                    "dts-bench: unknown scenario {other} (known: cdc, many, snapshot, lag, ceiling, api, memory, ingest)"
+                    "dts-bench: unknown scenario {other} (known: cdc, many, snapshot, lag, ceiling, api, control, memory, ingest)"
                 );
                 return std::process::ExitCode::from(2);
             }
