@@ -8,7 +8,8 @@
 use dts_core::event::Value;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value as My;
-use mysql_common::binlog::jsonb::{JsonContainer, JsonDom, JsonNumber, JsonScalar, Value as JsonbValue};
+use mysql_common::binlog::jsonb::{JsonDom, JsonNumber, JsonScalar, ObjectKey, Value as JsonbValue};
+use mysql_common::constants::ColumnType;
 
 use crate::schema::{ColumnInfo, ColumnKind};
 
@@ -43,27 +44,62 @@ pub fn decode(value: Option<&BinlogValue<'_>>, col: &ColumnInfo) -> Result<Value
     }
 }
 
+/// MySQL refuses JSON documents nested deeper than this; deeper binary JSON
+/// is corrupt, and walking it would only use up the stack.
+const JSON_MAX_DEPTH: usize = 100;
+
 /// MySQL's binary JSON as the server's JSON text reads (which is how the
 /// snapshot sees it): DECIMAL opaque values are numbers, DATE, TIME and
 /// DATETIME ones strings such as `"2026-11-22 10:00:00.000000"`.
 fn jsonb(v: JsonbValue<'_>) -> Result<serde_json::Value, String> {
-    let dom = v.parse().map_err(|e| format!("unreadable binary JSON: {e}"))?;
-    Ok(json_of(dom))
+    json_of(v, 0).map_err(|e| format!("unreadable binary JSON: {e}"))
 }
 
-fn json_of(dom: JsonDom) -> serde_json::Value {
+/// Walks the containers here rather than in `JsonbValue::parse`, to check
+/// what mysql_common takes on trust: the depth, and a DECIMAL's precision
+/// and scale (a scale above the precision overflows its size arithmetic).
+fn json_of(v: JsonbValue<'_>, depth: usize) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    if depth > JSON_MAX_DEPTH {
+        return Err(format!("nested deeper than {JSON_MAX_DEPTH} levels"));
+    }
+    let io = |e: std::io::Error| e.to_string();
+    let item = |e: std::io::Result<JsonbValue<'_>>| e.map_err(io).and_then(|e| json_of(e, depth + 1));
+    let field = |kv: std::io::Result<(ObjectKey<'_>, JsonbValue<'_>)>| {
+        let (k, v) = kv.map_err(io)?;
+        Ok::<_, String>((k.value().into_owned(), json_of(v, depth + 1)?))
+    };
+    Ok(match v {
+        JsonbValue::SmallArray(a) => J::Array(a.iter().map(item).collect::<Result<_, _>>()?),
+        JsonbValue::LargeArray(a) => J::Array(a.iter().map(item).collect::<Result<_, _>>()?),
+        JsonbValue::SmallObject(o) => J::Object(o.iter().map(field).collect::<Result<_, _>>()?),
+        JsonbValue::LargeObject(o) => J::Object(o.iter().map(field).collect::<Result<_, _>>()?),
+        JsonbValue::Opaque(o) if o.value_type() == ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+            check_decimal(o.data_raw())?;
+            scalar(JsonbValue::Opaque(o).parse().map_err(io)?)
+        }
+        other => scalar(other.parse().map_err(io)?),
+    })
+}
+
+/// A packed DECIMAL starts with its precision and scale; MySQL allows
+/// DECIMAL(65,30) at most.
+fn check_decimal(data: &[u8]) -> Result<(), String> {
+    match data {
+        [precision, scale, ..] if (1..=65).contains(precision) && *scale <= 30 && scale <= precision => Ok(()),
+        [precision, scale, ..] => Err(format!("a DECIMAL with precision {precision} and scale {scale}")),
+        _ => Err("a DECIMAL without its precision and scale".into()),
+    }
+}
+
+fn scalar(dom: JsonDom) -> serde_json::Value {
     match dom {
-        JsonDom::Container(JsonContainer::Array(items)) => {
-            serde_json::Value::Array(items.into_iter().map(json_of).collect())
-        }
-        JsonDom::Container(JsonContainer::Object(fields)) => {
-            serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k, json_of(v))).collect())
-        }
         JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => {
             let text = d.to_string();
             serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
         }
         JsonDom::Scalar(scalar) => scalar.into(),
+        JsonDom::Container(container) => container.into(),
     }
 }
 
@@ -271,6 +307,31 @@ mod tests {
         assert_eq!(from_jsonb(&arr).unwrap(), Value::Json(serde_json::json!([1.5])));
         // Truncated data fails with a message, not a panic.
         assert!(from_jsonb(&opaque(12, &[1, 2])).is_err());
+    }
+
+    #[test]
+    fn corrupt_binary_json_decimals_and_depths_are_errors() {
+        // A scale above the precision (found by the property test below:
+        // mysql_common's size arithmetic overflows on it).
+        let err = from_jsonb(&opaque(246, &[1, 5, 0x80, 0, 0])).unwrap_err();
+        assert!(err.reason.contains("precision 1 and scale 5"), "{err}");
+        assert!(from_jsonb(&opaque(246, &[66, 0, 0x80])).is_err());
+        assert!(from_jsonb(&opaque(246, &[3])).is_err());
+        // Arrays nested one in another: type, count 1, size, one entry
+        // (type 0x02, offset 7), then the inner array.
+        let nested = |levels: usize| {
+            let mut payload = vec![0, 0, 4, 0];
+            for _ in 0..levels {
+                let size = u16::try_from(7 + payload.len()).unwrap().to_le_bytes();
+                payload.splice(0..0, [1, 0, size[0], size[1], 0x02, 7, 0]);
+            }
+            payload.insert(0, 0x02);
+            payload
+        };
+        assert_eq!(from_jsonb(&nested(3)).unwrap(), Value::Json(serde_json::json!([[[[]]]])));
+        assert!(from_jsonb(&nested(JSON_MAX_DEPTH)).is_ok());
+        let err = from_jsonb(&nested(JSON_MAX_DEPTH + 1)).unwrap_err();
+        assert!(err.reason.contains("nested deeper"), "{err}");
     }
 
     fn d(v: My, c: &ColumnInfo) -> Value {
