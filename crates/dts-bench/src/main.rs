@@ -14,7 +14,7 @@
 //! - `snapshot`: rows/s copying an N-row table (`incr: false`), from the
 //!   submit to the copy's last message, the lag of rows written meanwhile,
 //!   and dts's peak RSS during the copy.
-//! - `lag`: a steady write rate (5k and 20k rows/s); each row carries the
+//! - `lag`: a steady write rate (5k, 20k and 100k rows/s); each row carries the
 //!   time it was written, and lag is its message's producer timestamp
 //!   minus that (p50, p99, max). Kafka's acknowledgement adds the
 //!   producer's linger (5 ms) and one round trip on top.
@@ -24,15 +24,15 @@
 //!   rows/s catching up on a backlog spread over them, and dts's peak RSS.
 //! - `memory`: dts's peak RSS through a CDC backlog and through one
 //!   1M-row transaction.
-//!
-//! `many`, `snapshot` and `memory` each start a fresh `dts`, so the peak
-//! RSS they report is their own.
 //! - `api`: `GET /v1/task/list` (50 per page) over 10,000 stored tasks from
 //!   concurrent clients in this process for 10 s: requests/s and p99
 //!   latency; and the time from `POST /v1/dispatch/submit` to the task
 //!   running.
 //! - `control`: a `dts control` on a MariaDB store under 100 simulated
 //!   workers of 16 tasks each (see [`control`]).
+//!
+//! `many`, `snapshot` and `memory` each start a fresh `dts`, so the peak
+//! RSS they report is their own.
 
 mod control;
 mod ingest;
