@@ -13,6 +13,7 @@ use sqlx::Row;
 per_backend!(fresh_store =>
     create_get_and_list,
     list_pages_newest_first,
+    list_summaries_carry_every_field_as_stored,
     alter_uses_optimistic_concurrency,
     alter_without_password_keeps_it,
     desired_state_moves_state,
@@ -84,6 +85,35 @@ async fn list_pages_newest_first(t: TestStore) {
     let past = t.store.list_tasks(3, 30).await.unwrap();
     assert!(past.tasks.is_empty());
     assert_eq!(past.total, 7);
+}
+
+/// The list's summaries hold each field as written, whatever the text:
+/// quotes, backslashes, control characters and characters beyond the BMP
+/// (SQLite's page travels as JSON).
+async fn list_summaries_carry_every_field_as_stored(t: TestStore) {
+    let task = t.store.create_task(&seed_spec(), Some(&local())).await.unwrap();
+    let failed = Progress {
+        state: TaskState::Failed,
+        message: "table \"a\\b\"\n\tgone \u{1F600} \u{0}".into(),
+        pos: "mysql-bin.000001/4".into(),
+        checkpoint: None,
+        transaction_time: Some(i64::MAX),
+    };
+    assert!(t.store.record_progress(task.id, task.epoch, &failed).await.unwrap());
+    let stored = t.store.get_task(task.id).await.unwrap().unwrap();
+    let page = t.store.list_tasks(5, 0).await.unwrap();
+    assert_eq!(page.total, 1);
+    let summary = &page.tasks[0];
+    assert_eq!(summary.message, failed.message);
+    assert_eq!(
+        (summary.id, summary.pos.as_str(), summary.transaction_time, summary.state.as_str()),
+        (task.id, "mysql-bin.000001/4", Some(i64::MAX), "Failed")
+    );
+    assert_eq!(
+        (summary.source_addr.as_str(), summary.dest_addr.as_str(), summary.service_addr.as_str()),
+        ("127.0.0.1:5306", "127.0.0.1:9092", "10.1.1.1:8080")
+    );
+    assert_eq!(summary.updated_at, stored.updated_at);
 }
 
 async fn alter_uses_optimistic_concurrency(t: TestStore) {

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::text::{opt_text, text};
-use crate::{now_ms, Store, StoreError};
+use crate::{now_ms, Backend, Store, StoreError};
 
 /// Associated data bound to sealed source passwords.
 const PASSWORD_PURPOSE: &str = "dts/source_password";
@@ -144,9 +144,52 @@ impl Store {
 
     /// One page of tasks, newest first, and the total count.
     pub async fn list_tasks(&self, limit: i64, offset: i64) -> Result<TaskPage, StoreError> {
-        // The page's ids first, from an index of ids alone (the offset steps
-        // over ids, not over whole tasks), then those tasks' rows. The total
-        // rides on every row, so a page is one statement.
+        if self.backend == Backend::Sqlite {
+            self.list_tasks_as_one_row(limit, offset).await
+        } else {
+            self.list_tasks_by_row(limit, offset).await
+        }
+    }
+
+    /// SQLite hands each result row from its connection's thread to ours on
+    /// its own (measured: about 7 us a row against 100 us for the statement),
+    /// so the page travels as one JSON array built inside SQLite.
+    async fn list_tasks_as_one_row(&self, limit: i64, offset: i64) -> Result<TaskPage, StoreError> {
+        type Summary = (i64, String, String, String, Option<i64>, String, i64, String, String);
+        let sql = "SELECT (SELECT COUNT(*) FROM dts_tasks) AS total, \
+             (SELECT json_group_array(json_array(t.id, t.source_addr, t.dest_addr, t.pos, t.transaction_time, \
+             t.state, t.updated_at, t.message, t.service_addr)) FROM dts_tasks t \
+             JOIN (SELECT id FROM dts_tasks ORDER BY id DESC LIMIT ? OFFSET ?) page ON page.id = t.id) AS page";
+        let row = sqlx::query(sql).bind(limit).bind(offset).fetch_one(&self.pool).await?;
+        let total: i64 = row.try_get("total")?;
+        let page: Vec<Summary> =
+            serde_json::from_str(&text(&row, "page")?).map_err(|e| StoreError::Corrupt(format!("task page: {e}")))?;
+        let mut tasks: Vec<TaskSummary> = page
+            .into_iter()
+            .map(|(id, source_addr, dest_addr, pos, transaction_time, state, updated_at, message, service_addr)| {
+                TaskSummary {
+                    id,
+                    source_addr,
+                    dest_addr,
+                    pos,
+                    transaction_time,
+                    state,
+                    updated_at,
+                    message,
+                    service_addr,
+                }
+            })
+            .collect();
+        // An aggregate's order is the join's in practice, not by contract.
+        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.id));
+        Ok(TaskPage { tasks, total })
+    }
+
+    /// The page's ids first, from an index of ids alone (the offset steps
+    /// over ids, not over whole tasks), then those tasks' rows. The total
+    /// rides on every row, so a page is one statement. (No JSON aggregate
+    /// here: MariaDB truncates `JSON_ARRAYAGG` at `group_concat_max_len`.)
+    async fn list_tasks_by_row(&self, limit: i64, offset: i64) -> Result<TaskPage, StoreError> {
         let sql = self.backend.sql(
             "SELECT t.id, t.source_addr, t.dest_addr, t.pos, t.transaction_time, t.state, t.updated_at, t.message, \
              t.service_addr, (SELECT COUNT(*) FROM dts_tasks) AS total FROM dts_tasks t \
