@@ -340,7 +340,7 @@ impl Store {
         );
         let done = sqlx::query(&sql)
             .bind(progress.state.as_str())
-            .bind(progress.message.clone())
+            .bind(storable_message(&progress.message))
             .bind(progress.pos.clone())
             .bind(progress.checkpoint.clone())
             .bind(progress.transaction_time)
@@ -379,7 +379,7 @@ impl Store {
             self.backend.sql("UPDATE dts_tasks SET state = ?, message = ?, updated_at = ? WHERE id = ? AND epoch = ?");
         let done = sqlx::query(&sql)
             .bind(state.as_str())
-            .bind(message.to_owned())
+            .bind(storable_message(message))
             .bind(now_ms())
             .bind(id)
             .bind(epoch)
@@ -448,4 +448,10 @@ fn record_from_row(r: &AnyRow) -> Result<TaskRecord, StoreError> {
             .transpose()
             .map_err(|e| corrupt(format!("snapshot_request: {e}")))?,
     })
+}
+
+/// A task's message as every backend can store it: PostgreSQL's text holds
+/// no NUL, and a server's error text may carry one. It is shown as U+FFFD.
+fn storable_message(message: &str) -> String {
+    message.replace('\0', "\u{FFFD}")
 }
