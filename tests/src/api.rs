@@ -25,6 +25,9 @@ pub const SEED_PASSWORD_IN_BODY: &str = "IYQBXGil84d44ee92cLjLHankV2rVyCg+";
 pub struct TestApi {
     pub addr: SocketAddr,
     pub db: TestStore,
+    /// The node's metrics, which a worker in the same process shares (as in
+    /// `dts standalone`), so the dashboard shows its figures.
+    pub metrics: Arc<dts_metrics::Metrics>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -100,8 +103,10 @@ impl TestApi {
         cluster: Option<dts_control::internal::ClusterSettings>,
     ) -> Option<Self> {
         let db = fresh_store(backend).await?;
-        let (addr, handle) = serve(app_state(&db.store, limits, users, policy, cluster));
-        Some(Self { addr, db, handle })
+        let state = app_state(&db.store, limits, users, policy, cluster);
+        let metrics = Arc::clone(&state.metrics);
+        let (addr, handle) = serve(state);
+        Some(Self { addr, db, metrics, handle })
     }
 
     /// Another control plane of the same cluster, over this one's store but

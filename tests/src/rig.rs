@@ -38,6 +38,7 @@ impl Rig {
         cfg.checkpoint_interval = Duration::from_millis(100);
         let server_id_base = random_server_id();
         cfg.server_id_base = server_id_base;
+        cfg.metrics = std::sync::Arc::clone(&api.metrics);
         tune(&mut cfg);
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(dts_worker::Worker::new(api.db.store.clone(), cfg).run(stopped));

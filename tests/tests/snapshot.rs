@@ -380,6 +380,13 @@ async fn an_alter_table_on_a_table_being_copied_does_not_wait_for_the_copy() {
         "{}",
         page.raw
     );
+    // The task list shows the copy's totals under the state.
+    let list = rig.api.call("GET", "/", None).await;
+    let row = list.raw.split(&format!("<tr data-task-id=\"{id}\">")).nth(1).and_then(|r| r.split("</tr>").next());
+    let copy = row.and_then(|r| r.split("<div class=\"copy\">").nth(1)).and_then(|c| c.split("</div>").next());
+    let copy = copy.unwrap_or_else(|| panic!("no copy progress in the task's row: {row:?}"));
+    assert!(copy.starts_with("0/2 tables, ") || copy.starts_with("1/2 tables, "), "{copy}");
+    assert!(copy.contains(" rows of ~") && copy.ends_with("%)"), "{copy}");
 
     rig.wait_task(id, "Running after the copy", |t| t["state"] == "Running").await;
     let fences = write_fences(&rig).await;

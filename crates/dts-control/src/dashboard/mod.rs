@@ -3,7 +3,7 @@
 //! through the JSON API, SVG charts from [`history`]. Same Basic auth
 //! users as the API; viewers get no action buttons.
 //!
-//! - `GET /`: tasks (state, lag, position, commit time, node,
+//! - `GET /`: tasks (state and a copy's progress, lag, position, commit time, node,
 //!   throughput, last message), paged, filtered by `?state=`.
 //! - `GET /ui/tasks/{id}`: one task: spec, charts, snapshot progress,
 //!   position history, recent errors, alter editor.
@@ -14,7 +14,7 @@ mod html;
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use dts_metrics::task::{now_ms, STATES};
+use dts_metrics::task::{now_ms, TaskStats, STATES};
 use dts_store::TaskSummary;
 
 use crate::auth::{Identity, Role};
@@ -87,6 +87,37 @@ fn fmt_rate(rate: Option<f64>) -> String {
     rate.map_or_else(|| "–".into(), |r| if r < 10.0 { format!("{r:.1}/s") } else { format!("{r:.0}/s") })
 }
 
+/// A copy under way, in a line for the task list: tables done, rows copied
+/// and, where the catalogue gave estimates, the share done. `None` when the
+/// task reports no copy.
+fn copy_progress(stats: &TaskStats) -> Option<String> {
+    let (done, total, rows) = stats.snapshot_progress();
+    if total == 0 {
+        return None;
+    }
+    let tables = stats.snapshot_table_figures();
+    // A table's estimate is InnoDB's, taken at planning: never below what was copied.
+    let estimated: u64 = tables.iter().map(|t| t.estimated_rows.unwrap_or(0).max(t.rows)).sum();
+    let mut line = format!("{done}/{total} tables, {} rows", group_digits(rows));
+    if estimated > 0 && tables.iter().any(|t| t.estimated_rows.is_some()) {
+        let share = (rows.min(estimated) as f64 / estimated as f64 * 100.0).floor();
+        line.push_str(&format!(" of ~{} ({share:.0}%)", group_digits(estimated)));
+    }
+    Some(line)
+}
+
+fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `GET /`: the task list.
 async fn tasks(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<ListQuery>::from_query(req.query_string())
@@ -112,9 +143,13 @@ async fn tasks(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespo
         let stats = state.metrics.tasks.get(t.id);
         let lag = stats.as_ref().and_then(|s| s.lag_seconds(now));
         let rate = state.history.throughput(t.id);
+        let copy = match (t.state.as_str(), stats.as_deref().and_then(copy_progress)) {
+            ("Snapshotting", Some(line)) => format!("<div class=\"copy\">{}</div>", esc(&line)),
+            _ => String::new(),
+        };
         rows.push_str(&format!(
             "<tr data-task-id=\"{id}\"><td class=\"id\"><a href=\"/ui/tasks/{id}\">{id}</a></td>\
-             <td><span class=\"state state-{st}\">{st}</span></td><td class=\"lag num\">{lag}</td>\
+             <td><span class=\"state state-{st}\">{st}</span>{copy}</td><td class=\"lag num\">{lag}</td>\
              <td class=\"num\">{rate}</td><td class=\"pos\">{pos}</td><td>{tt}</td><td>{node}</td>\
              <td class=\"msg\">{msg}</td></tr>\n",
             id = t.id,
@@ -338,5 +373,36 @@ mod tests {
         assert_eq!(fmt_lag(Some(7200.0)), "2.0 h");
         assert_eq!(fmt_rate(Some(1234.4)), "1234/s");
         assert_eq!(fmt_rate(Some(0.5)), "0.5/s");
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(group_digits(12_345_678), "12,345,678");
+    }
+
+    #[test]
+    fn a_copy_under_way_reads_as_tables_rows_and_share() {
+        let stats = TaskStats::default();
+        assert_eq!(copy_progress(&stats), None, "no copy reported");
+        let table = |name: &str, rows, estimated_rows, done| dts_core::wire::TableCopyFigures {
+            table: name.into(),
+            rows,
+            chunks: 1,
+            estimated_rows,
+            done,
+        };
+        stats.snapshot(1, 3, 1_500_000);
+        stats.snapshot_tables(|t| {
+            *t = vec![
+                table("shop.a", 1_000_000, Some(900_000), true),
+                table("shop.b", 500_000, Some(2_000_000), false),
+                table("shop.c", 0, Some(1_100_000), false),
+            ]
+        });
+        // shop.a copied more than its estimate: the estimate counts as 1,000,000.
+        assert_eq!(copy_progress(&stats).as_deref(), Some("1/3 tables, 1,500,000 rows of ~4,100,000 (36%)"));
+        // No estimates (an empty catalogue): rows only.
+        stats.snapshot_tables(|t| *t = vec![table("shop.d", 10, None, false)]);
+        stats.snapshot(0, 1, 10);
+        assert_eq!(copy_progress(&stats).as_deref(), Some("0/1 tables, 10 rows"));
     }
 }
