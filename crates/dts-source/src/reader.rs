@@ -414,6 +414,12 @@ async fn send_rows(
     out: &mut Outbox,
 ) -> Result<bool, SourceError> {
     let (db, table) = (tme.database_name(), tme.table_name());
+    check_table_map(tme).map_err(|e| {
+        SourceError::Definite(format!(
+            "the binlog's table map of {db}.{table} at {}:{} declares {e}, which no server writes: the binlog is corrupt",
+            pos.file, pos.pos
+        ))
+    })?;
     let info = match schemas.resolve_map(tme).await? {
         Resolved::Known(info) => info,
         Resolved::Positional(_) if select.needs_column_names(&db, &table) => {
@@ -463,6 +469,15 @@ async fn send_rows(
         }
     }
     Ok(true)
+}
+
+/// What mysql_common takes on trust in a table map before it reads rows
+/// with it: each DECIMAL column's precision and scale.
+fn check_table_map(tme: &TableMapEvent<'_>) -> Result<(), String> {
+    use mysql_async::consts::ColumnType::MYSQL_TYPE_NEWDECIMAL;
+    (0..tme.columns_count() as usize)
+        .filter(|&i| matches!(tme.get_column_type(i), Ok(Some(MYSQL_TYPE_NEWDECIMAL))))
+        .try_for_each(|i| crate::decode::check_decimal_column(tme.get_column_metadata(i).unwrap_or_default()))
 }
 
 /// The event's own view of its table: column kinds and fractional digits
