@@ -376,6 +376,20 @@ impl BinlogStream {
                 }
                 other => state.observe(Seen::Statement(other)),
             },
+            // Checked once per table map, before any rows event is read with it.
+            Some(EventData::TableMapEvent(tme)) => {
+                let (db, table) = (tme.database_name(), tme.table_name());
+                if select.table(&db, &table) {
+                    check_table_map(&tme).map_err(|e| {
+                        SourceError::Definite(format!(
+                            "the binlog's table map of {db}.{table} at {}:{} declares {e}, which no server writes: \
+                             the binlog is corrupt",
+                            pos.file, pos.pos
+                        ))
+                    })?;
+                }
+                false
+            }
             Some(EventData::XidEvent(_)) => state.observe(Seen::Xid),
             Some(EventData::RowsEvent(rows)) => {
                 let Some(tme) = self.binlog.get_tme(rows.table_id()) else {
@@ -414,12 +428,6 @@ async fn send_rows(
     out: &mut Outbox,
 ) -> Result<bool, SourceError> {
     let (db, table) = (tme.database_name(), tme.table_name());
-    check_table_map(tme).map_err(|e| {
-        SourceError::Definite(format!(
-            "the binlog's table map of {db}.{table} at {}:{} declares {e}, which no server writes: the binlog is corrupt",
-            pos.file, pos.pos
-        ))
-    })?;
     let info = match schemas.resolve_map(tme).await? {
         Resolved::Known(info) => info,
         Resolved::Positional(_) if select.needs_column_names(&db, &table) => {
