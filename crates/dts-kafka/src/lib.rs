@@ -238,10 +238,12 @@ pub struct Message<'a> {
     pub payload: &'a [u8],
 }
 
-/// A producer and an admin client on one cluster.
+/// A producer on one cluster, and what it takes to create topics there.
 pub struct KafkaSink {
     producer: Arc<ThreadedProducer<SinkContext>>,
-    admin: AdminClient<BrokerContext>,
+    /// The cluster's address and security, for the admin client that
+    /// [`Self::create`] makes when a topic is missing.
+    admin_config: ClientConfig,
     context: BrokerContext,
     config: SinkConfig,
     /// The `dts-worker` header alone, for [`Self::send`].
@@ -262,8 +264,7 @@ impl KafkaSink {
         client.set("bootstrap.servers", &config.brokers);
         config.security.apply(&mut client);
         let context = BrokerContext::default();
-        let admin: AdminClient<BrokerContext> =
-            client.create_with_context(context.clone()).map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
+        let admin_config = client.clone();
         let producer: ThreadedProducer<SinkContext> = client
             // Idempotence: broker-side dedup of retried batches, per-partition order kept.
             .set("enable.idempotence", "true")
@@ -280,7 +281,7 @@ impl KafkaSink {
             .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
         let mut sink = Self {
             producer: Arc::new(producer),
-            admin,
+            admin_config,
             context,
             config,
             origin: Headers(None),
@@ -347,8 +348,17 @@ impl KafkaSink {
         let new =
             NewTopic::new(topic, self.config.topic_partitions, TopicReplication::Fixed(self.config.replication_factor));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results =
-            self.admin.create_topics([&new], &opts).await.map_err(|e| self.topic_error(topic, e.to_string(), true))?;
+        // An admin client for this creation only: topics are created rarely,
+        // and a standing one cost every task (and ingest stream) a librdkafka
+        // instance of four threads.
+        let admin: AdminClient<BrokerContext> = self
+            .admin_config
+            .create_with_context(self.context.clone())
+            .map_err(|e: KafkaError| SinkError::Config(e.to_string()))?;
+        let results = admin.create_topics([&new], &opts).await;
+        // Destroying a client joins its threads: not on the async runtime.
+        tokio::task::spawn_blocking(move || drop(admin));
+        let results = results.map_err(|e| self.topic_error(topic, e.to_string(), true))?;
         for result in results {
             match result {
                 Ok(_) => {}
